@@ -74,4 +74,3 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "pod-identity-webhook: %v\n", err)
 	return code
 }
-
