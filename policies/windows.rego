@@ -1,0 +1,22 @@
+# Windows pods: the token file path in the env var becomes "C:\..." (the mount path
+# stays in Unix form). Only the nodeSelector is looked at, as upstream does: pods placed
+# on Windows by nodeAffinity, a RuntimeClass or spec.os.name are not detected.
+package pod_identity.windows
+
+import data.pod_identity.identity
+
+os_labels := ["kubernetes.io/os", "beta.kubernetes.io/os"]
+
+is_windows if {
+	some label in os_labels
+	input.object.spec.nodeSelector[label] == "windows"
+}
+
+# "C:" + the path with every "/" replaced by "\".
+windows_path(p) := concat("", ["C:", replace(p, "/", `\`)])
+
+token_file := windows_path(identity.settings.tokenFile) if is_windows
+
+else := identity.settings.tokenFile
+
+notes contains sprintf("pod selects Windows nodes (nodeSelector): token file %s", [token_file]) if is_windows
