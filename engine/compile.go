@@ -1,0 +1,219 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+
+	"github.com/pod-identity-webhook/pod-identity-webhook/builtins"
+)
+
+// DefaultEvalTimeout is the per-request deadline for evaluating a whole bundle set. It
+// sits well inside the webhook's timeoutSeconds, so a slow policy is cut and reported
+// by us rather than by the API server's timeout.
+const DefaultEvalTimeout = time.Second
+
+// Options configure a compilation.
+type Options struct {
+	// Params are the configuration params (one per mutation flag). Each policy sees
+	// them overlaid by its bundle's params, overlaid by its own params.
+	Params map[string]any
+	// EvalTimeout is the per-request deadline; zero means DefaultEvalTimeout.
+	EvalTimeout time.Duration
+	// CELCostLimit is the per-expression CEL cost limit; zero means DefaultCELCostLimit.
+	CELCostLimit uint64
+}
+
+// Program is a compiled set of bundles: one generation of policy, ready to evaluate
+// many requests concurrently. Nothing is compiled or prepared per request.
+type Program struct {
+	bundles  []*Bundle
+	policies []*compiledPolicy
+	opts     Options
+}
+
+type compiledPolicy struct {
+	bundle      *Bundle
+	Policy      Policy
+	conditions  []*compiledCondition
+	rule        rego.PreparedEvalQuery
+	notes       *rego.PreparedEvalQuery
+	params      map[string]any
+	paramsValue ast.Value
+	guard       *guard
+}
+
+func (cp *compiledPolicy) onError() OnError {
+	if cp.Policy.OnError == "" {
+		return OnErrorSkip
+	}
+	return cp.Policy.OnError
+}
+
+// Bundles returns the bundles the program was compiled from, in order.
+func (p *Program) Bundles() []*Bundle { return p.bundles }
+
+// Compile checks and compiles bundles, in order, into a Program. Every error names the
+// bundle, file, field or line, and the reason.
+func Compile(ctx context.Context, bundles []*Bundle, opts Options) (*Program, error) {
+	builtins.RegisterRego()
+	if opts.EvalTimeout <= 0 {
+		opts.EvalTimeout = DefaultEvalTimeout
+	}
+	if opts.CELCostLimit == 0 {
+		opts.CELCostLimit = DefaultCELCostLimit
+	}
+	if len(bundles) == 0 {
+		return nil, errors.New("no policy bundles to compile")
+	}
+	names := map[string]string{}
+	for _, b := range bundles {
+		if prev, dup := names[b.Name()]; dup {
+			return nil, &LoadError{Source: b.Source, File: ManifestFile, Field: "name",
+				Reason: fmt.Sprintf("bundle name %q is already used by %s", b.Name(), prev)}
+		}
+		names[b.Name()] = b.Source
+		if err := checkSandbox(b, b.Modules); err != nil {
+			return nil, err
+		}
+		if err := checkSandbox(b, b.Tests); err != nil {
+			return nil, err
+		}
+	}
+	compiler, err := compileModules(bundles, false)
+	if err != nil {
+		return nil, err
+	}
+	cel, err := newCELCompiler(opts.CELCostLimit)
+	if err != nil {
+		return nil, err
+	}
+	prog := &Program{bundles: bundles, opts: opts}
+	for _, b := range bundles {
+		g := newGuard(b.Manifest.Grants)
+		for i, pol := range b.Manifest.Policies {
+			cp, err := compilePolicy(ctx, compiler, cel, b, i, pol, opts.Params, g)
+			if err != nil {
+				return nil, err
+			}
+			prog.policies = append(prog.policies, cp)
+		}
+	}
+	return prog, nil
+}
+
+func compilePolicy(ctx context.Context, compiler *ast.Compiler, cel *celCompiler, b *Bundle, i int, pol Policy,
+	config map[string]any, g *guard) (*compiledPolicy, error) {
+	field := fmt.Sprintf("policies[%d]", i)
+	fail := func(f, format string, args ...any) error {
+		return &LoadError{Source: b.Source, File: ManifestFile, Field: field + f,
+			Reason: fmt.Sprintf("policy %s: ", pol.Name) + fmt.Sprintf(format, args...)}
+	}
+	cp := &compiledPolicy{bundle: b, Policy: pol, guard: g}
+	for j, mc := range pol.Match {
+		cc, err := cel.compile(mc)
+		if err != nil {
+			return nil, fail(fmt.Sprintf(".match[%d].expression", j), "condition %s: %v", mc.Name, err)
+		}
+		cp.conditions = append(cp.conditions, cc)
+	}
+	rule, err := prepareRule(ctx, compiler, pol.Rule)
+	if err != nil {
+		return nil, fail(".rule", "%v", err)
+	}
+	cp.rule = rule
+	if pol.Notes != "" {
+		notes, err := prepareRule(ctx, compiler, pol.Notes)
+		if err != nil {
+			return nil, fail(".notes", "%v", err)
+		}
+		cp.notes = &notes
+	}
+	cp.params = mergeParams(mergeParams(config, b.Manifest.Params), pol.Params)
+	cp.params = normalizeNumbers(cp.params).(map[string]any)
+	cp.paramsValue = mustValue(cp.params)
+	return cp, nil
+}
+
+func prepareRule(ctx context.Context, compiler *ast.Compiler, ref string) (rego.PreparedEvalQuery, error) {
+	parsed := ast.MustParseRef(ref) // validated at load
+	if len(compiler.GetRulesForVirtualDocument(parsed)) == 0 && len(compiler.GetRulesWithPrefix(parsed)) == 0 {
+		return rego.PreparedEvalQuery{}, fmt.Errorf("no Rego rule %s in the bundles (check the package and rule name)", ref)
+	}
+	return rego.New(
+		rego.Query(ref),
+		rego.Compiler(compiler),
+	).PrepareForEval(ctx)
+}
+
+// compileModules compiles the bundles' modules (and their tests when withTests) in one
+// compiler, so that bundles can build on each other's rules.
+func compileModules(bundles []*Bundle, withTests bool) (*ast.Compiler, error) {
+	modules := map[string]*ast.Module{}
+	owner := map[string]struct {
+		b    *Bundle
+		file string
+	}{}
+	add := func(b *Bundle, m Module) {
+		key := moduleKey(b.Name(), m.File)
+		modules[key] = m.Parsed
+		owner[key] = struct {
+			b    *Bundle
+			file string
+		}{b, m.File}
+	}
+	for _, b := range bundles {
+		for _, m := range b.Modules {
+			add(b, m)
+		}
+		if withTests {
+			for _, m := range b.Tests {
+				add(b, m)
+			}
+		}
+	}
+	compiler := ast.NewCompiler().
+		WithCapabilities(sandboxCapabilities()).
+		WithEnablePrintStatements(withTests)
+	compiler.Compile(modules)
+	if !compiler.Failed() {
+		return compiler, nil
+	}
+	first := compiler.Errors[0]
+	le := &LoadError{Source: "policy bundles", Reason: first.Message}
+	if loc := first.Location; loc != nil {
+		if o, ok := owner[loc.File]; ok {
+			le.Source, le.File, le.Line = o.b.Source, o.file, loc.Row
+		}
+	}
+	if strings.Contains(first.Message, "undefined function") {
+		le.Reason += " (not a known built-in, or a sandboxed one: see docs/policies.md, Sandbox)"
+	}
+	if n := len(compiler.Errors) - 1; n > 0 {
+		le.Reason += fmt.Sprintf(" (and %d more errors)", n)
+	}
+	return nil, le
+}
+
+// mergeParams overlays over onto base, recursively for objects, without changing either.
+func mergeParams(base, over map[string]any) map[string]any {
+	out := make(map[string]any, len(base)+len(over))
+	for k, v := range base {
+		out[k] = deepCopy(v)
+	}
+	for k, v := range over {
+		if bm, ok := out[k].(map[string]any); ok {
+			if om, ok := v.(map[string]any); ok {
+				out[k] = mergeParams(bm, om)
+				continue
+			}
+		}
+		out[k] = deepCopy(v)
+	}
+	return out
+}

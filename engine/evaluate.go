@@ -1,0 +1,254 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+)
+
+// InputError means the request itself is malformed (not a pod, not JSON). It is the
+// caller's input that is wrong, not a policy.
+type InputError struct {
+	Field  string // "object" or "oldObject"
+	Reason string
+}
+
+func (e *InputError) Error() string { return e.Field + ": " + e.Reason }
+
+// EvalOptions tune one evaluation.
+type EvalOptions struct {
+	// Explain also evaluates each applied policy's notes rule, for `eval -o explain`.
+	// Off on the admission path, where nobody reads them.
+	Explain bool
+}
+
+// Result is the outcome of running every policy over one pod.
+type Result struct {
+	// Patch is the minimal additive JSON Patch that turns the received pod into Object.
+	Patch []Op
+	// Object is the pod after all policies.
+	Object map[string]any
+	// Trace says, per policy, what matched, why, what changed and how long it took.
+	Trace Trace
+	// Denied holds the reason when a policy with onError: deny failed; the pod must
+	// then be rejected.
+	Denied string
+}
+
+// Mutated reports whether the policies changed the pod.
+func (r *Result) Mutated() bool { return len(r.Patch) > 0 }
+
+// Failed reports the policies that failed, in order.
+func (r *Result) Failed() []PolicyTrace {
+	var out []PolicyTrace
+	for _, p := range r.Trace.Policies {
+		if p.Error != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Evaluate runs the program's policies over the request's pod, in order. It fails only
+// on malformed input (an *InputError); policy failures are recorded in the result and
+// handled per the policy's onError.
+func (p *Program) Evaluate(ctx context.Context, req Request, opts EvalOptions) (*Result, error) {
+	start := time.Now()
+	doc, err := decodeObject(req.Object)
+	if err != nil {
+		return nil, &InputError{Field: "object", Reason: err.Error()}
+	}
+	var old any
+	if len(req.OldObject) > 0 {
+		o, err := decodeObject(req.OldObject)
+		if err != nil {
+			return nil, &InputError{Field: "oldObject", Reason: err.Error()}
+		}
+		old = o
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.opts.EvalTimeout)
+	defer cancel()
+
+	in := &requestInput{
+		doc: doc,
+		fixed: map[string]any{
+			varOldObject:       old,
+			varRequest:         req.Attributes.toMap(),
+			varServiceAccount:  req.ServiceAccount.toMap(),
+			varNamespaceObject: req.Namespace.toMap(),
+			varIdentities:      req.Identities.toMap(),
+		},
+	}
+	res := &Result{Trace: Trace{Namespace: req.Attributes.Namespace, Pod: podName(doc),
+		ServiceAccount: serviceAccountName(doc), ServiceAccountFound: req.ServiceAccount != nil}}
+	for _, cp := range p.policies {
+		t0 := time.Now()
+		pt := p.runPolicy(ctx, cp, in, opts)
+		pt.Duration = time.Since(t0)
+		res.Trace.Policies = append(res.Trace.Policies, pt)
+		res.Patch = append(res.Patch, pt.Ops...)
+		if pt.Error != "" && cp.onError() == OnErrorDeny {
+			res.Denied = fmt.Sprintf("policy %s/%s failed: %s", cp.bundle.Name(), cp.Policy.Name, pt.Error)
+			break
+		}
+	}
+	res.Object = in.doc
+	res.Trace.Duration = time.Since(start)
+	return res, nil
+}
+
+// requestInput holds the policy input for one request. The pod changes as policies
+// apply; the rest is fixed and converted for Rego once.
+type requestInput struct {
+	doc      map[string]any
+	fixed    map[string]any
+	fixedAST map[string]ast.Value
+	docAST   ast.Value // nil when doc changed since the last conversion
+}
+
+func (in *requestInput) celVars(params map[string]any) map[string]any {
+	vars := make(map[string]any, len(in.fixed)+2)
+	for k, v := range in.fixed {
+		vars[k] = v
+	}
+	vars[varObject] = in.doc
+	vars[varParams] = params
+	return vars
+}
+
+func (in *requestInput) regoInput(params ast.Value) ast.Value {
+	if in.fixedAST == nil {
+		in.fixedAST = make(map[string]ast.Value, len(in.fixed))
+		for k, v := range in.fixed {
+			in.fixedAST[k] = mustValue(v)
+		}
+	}
+	if in.docAST == nil {
+		in.docAST = mustValue(in.doc)
+	}
+	obj := ast.NewObject(
+		ast.Item(ast.StringTerm(varObject), ast.NewTerm(in.docAST)),
+		ast.Item(ast.StringTerm(varParams), ast.NewTerm(params)),
+	)
+	for k, v := range in.fixedAST {
+		obj.Insert(ast.StringTerm(k), ast.NewTerm(v))
+	}
+	return obj
+}
+
+func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *requestInput, opts EvalOptions) PolicyTrace {
+	pt := PolicyTrace{Bundle: cp.bundle.Name(), Policy: cp.Policy.Name, OnError: cp.onError()}
+	fail := func(format string, args ...any) PolicyTrace {
+		pt.Error = fmt.Sprintf(format, args...)
+		pt.Ops = nil
+		pt.Changes = nil
+		return pt
+	}
+
+	vars := in.celVars(cp.params)
+	pt.Matched = true
+	for _, c := range cp.conditions {
+		ok, err := c.eval(ctx, vars)
+		ct := ConditionTrace{Name: c.Name, Expression: c.Expression}
+		if err != nil {
+			ct.Error = err.Error()
+			pt.Conditions = append(pt.Conditions, ct)
+			pt.Matched = false
+			return fail("match condition %s: %s", c.Name, deadlineReason(ctx, err))
+		}
+		ct.Result = ok
+		pt.Conditions = append(pt.Conditions, ct)
+		if !ok {
+			pt.Matched = false
+			return pt
+		}
+	}
+
+	input := rego.EvalParsedInput(in.regoInput(cp.paramsValue))
+	rs, err := cp.rule.Eval(ctx, input)
+	if err != nil {
+		return fail("rule %s: %s", cp.Policy.Rule, deadlineReason(ctx, err))
+	}
+	var value any
+	if len(rs) > 0 && len(rs[0].Expressions) > 0 {
+		value = normalizeNumbers(rs[0].Expressions[0].Value)
+	} else {
+		pt.Notes = append(pt.Notes, fmt.Sprintf("rule %s is undefined for this pod: no changes", cp.Policy.Rule))
+	}
+	if opts.Explain && cp.notes != nil {
+		pt.Notes = append(pt.Notes, evalNotes(ctx, *cp.notes, input)...)
+	}
+	muts, err := mutationList(value)
+	if err != nil {
+		return fail("rule %s: %v", cp.Policy.Rule, err)
+	}
+	if len(muts) == 0 {
+		return pt
+	}
+	// Apply to a copy so that a failure half-way leaves the pod as it was.
+	mu := &mutator{doc: deepCopy(in.doc).(map[string]any), guard: cp.guard}
+	for i, m := range muts {
+		a, err := mu.apply(m)
+		if err != nil {
+			return fail("mutation %d: %v", i, err)
+		}
+		pt.Ops = append(pt.Ops, a.ops...)
+		pt.Changes = append(pt.Changes, a.description)
+	}
+	if len(pt.Ops) > 0 {
+		in.doc = mu.doc
+		in.docAST = nil
+	}
+	return pt
+}
+
+// evalNotes evaluates a policy's notes rule; its failure is itself a note, since notes
+// only explain and never change the outcome.
+func evalNotes(ctx context.Context, q rego.PreparedEvalQuery, input rego.EvalOption) []string {
+	rs, err := q.Eval(ctx, input)
+	if err != nil {
+		return []string{"notes rule failed: " + err.Error()}
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return nil
+	}
+	list, _ := rs[0].Expressions[0].Value.([]any)
+	out := make([]string, 0, len(list))
+	for _, e := range list {
+		if s, ok := e.(string); ok {
+			out = append(out, s)
+		} else {
+			out = append(out, fmt.Sprint(e))
+		}
+	}
+	return out
+}
+
+// deadlineReason rewords cancellation errors so the trace says the deadline was hit.
+func deadlineReason(ctx context.Context, err error) string {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return "stopped by the per-request deadline (" + err.Error() + ")"
+	}
+	return err.Error()
+}
+
+func podName(doc map[string]any) string {
+	if n, _ := lookup(doc, "metadata", "name"); n != nil && n != "" {
+		return fmt.Sprint(n)
+	}
+	if g, _ := lookup(doc, "metadata", "generateName"); g != nil && g != "" {
+		return fmt.Sprint(g) + "*"
+	}
+	return ""
+}
+
+func serviceAccountName(doc map[string]any) string {
+	if n, _ := lookup(doc, "spec", "serviceAccountName"); n != nil {
+		return fmt.Sprint(n)
+	}
+	return ""
+}

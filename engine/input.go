@@ -1,0 +1,184 @@
+package engine
+
+import (
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// Request is everything the engine needs to decide about one pod. See docs/policies.md,
+// "The input document", for how each field appears to policies.
+type Request struct {
+	// Object is the pod as JSON (required). OldObject is the old pod, nil on CREATE.
+	Object    []byte
+	OldObject []byte
+	// Attributes are the admission request's attributes.
+	Attributes Attributes
+	// ServiceAccount is the pod's ServiceAccount, nil when it was not found.
+	ServiceAccount *ServiceAccount
+	// Namespace is the pod's Namespace, nil when not available.
+	Namespace *NamespaceObject
+	// Identities is what the cluster sources say about the pod's ServiceAccount.
+	Identities Identities
+}
+
+// Attributes of an admission request, as policies see them in `request`.
+type Attributes struct {
+	UID         string
+	Kind        GroupVersionKind
+	Resource    GroupVersionResource
+	SubResource string
+	Name        string
+	Namespace   string
+	Operation   string
+	UserInfo    UserInfo
+	DryRun      bool
+}
+
+// GroupVersionKind names a kind.
+type GroupVersionKind struct{ Group, Version, Kind string }
+
+// GroupVersionResource names a resource.
+type GroupVersionResource struct{ Group, Version, Resource string }
+
+// UserInfo is the requesting user.
+type UserInfo struct {
+	Username string
+	UID      string
+	Groups   []string
+}
+
+// PodCreate returns the attributes of a pod CREATE in namespace; eval uses it when it
+// is given a bare pod rather than an AdmissionReview.
+func PodCreate(namespace, name string) Attributes {
+	return Attributes{
+		Kind:      GroupVersionKind{Version: "v1", Kind: "Pod"},
+		Resource:  GroupVersionResource{Version: "v1", Resource: "pods"},
+		Name:      name,
+		Namespace: namespace,
+		Operation: "CREATE",
+	}
+}
+
+// ServiceAccount is the part of a ServiceAccount policies may read.
+type ServiceAccount struct {
+	Name            string
+	Namespace       string
+	UID             string
+	ResourceVersion string
+	Labels          map[string]string
+	Annotations     map[string]string
+}
+
+// NamespaceObject is the part of a Namespace policies may read.
+type NamespaceObject struct {
+	Name        string
+	Labels      map[string]string
+	Annotations map[string]string
+}
+
+// Identities is what the cluster sources say about one ServiceAccount.
+type Identities struct {
+	// ContainerCredentials is set when (namespace, ServiceAccount) is listed in the
+	// container-credentials identities file.
+	ContainerCredentials *ContainerCredentialsIdentity
+	// ConfigMap is the kOps pod-identity-webhook ConfigMap entry for the ServiceAccount.
+	ConfigMap *ConfigMapEntry
+}
+
+// ContainerCredentialsIdentity is one entry of the identities file.
+type ContainerCredentialsIdentity struct {
+	Namespace      string
+	ServiceAccount string
+}
+
+// ConfigMapEntry is one entry of the kOps pod-identity-webhook ConfigMap.
+type ConfigMapEntry struct {
+	Key             string // the key that matched: "<ns>/<name>" or "*/<name>"
+	Wildcard        bool   // true when Key is a "*/<name>" key
+	RoleARN         string
+	Audience        string
+	UseRegionalSTS  bool
+	TokenExpiration int64 // raw; 0 when absent
+}
+
+func (a Attributes) toMap() map[string]any {
+	groups := make([]any, len(a.UserInfo.Groups))
+	for i, g := range a.UserInfo.Groups {
+		groups[i] = g
+	}
+	return map[string]any{
+		"uid":         a.UID,
+		"kind":        map[string]any{"group": a.Kind.Group, "version": a.Kind.Version, "kind": a.Kind.Kind},
+		"resource":    map[string]any{"group": a.Resource.Group, "version": a.Resource.Version, "resource": a.Resource.Resource},
+		"subResource": a.SubResource,
+		"name":        a.Name,
+		"namespace":   a.Namespace,
+		"operation":   a.Operation,
+		"userInfo":    map[string]any{"username": a.UserInfo.Username, "uid": a.UserInfo.UID, "groups": groups},
+		"dryRun":      a.DryRun,
+	}
+}
+
+func (sa *ServiceAccount) toMap() any {
+	if sa == nil {
+		return nil
+	}
+	meta := map[string]any{
+		"name":            sa.Name,
+		"namespace":       sa.Namespace,
+		"uid":             sa.UID,
+		"resourceVersion": sa.ResourceVersion,
+		"labels":          stringMap(sa.Labels),
+		"annotations":     stringMap(sa.Annotations),
+	}
+	return map[string]any{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}
+}
+
+func (ns *NamespaceObject) toMap() any {
+	if ns == nil {
+		return nil
+	}
+	meta := map[string]any{
+		"name":        ns.Name,
+		"labels":      stringMap(ns.Labels),
+		"annotations": stringMap(ns.Annotations),
+	}
+	return map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+}
+
+func (id Identities) toMap() map[string]any {
+	m := map[string]any{"containerCredentials": nil, "configMap": nil}
+	if cc := id.ContainerCredentials; cc != nil {
+		m["containerCredentials"] = map[string]any{"namespace": cc.Namespace, "serviceAccount": cc.ServiceAccount}
+	}
+	if e := id.ConfigMap; e != nil {
+		m["configMap"] = map[string]any{
+			"key":             e.Key,
+			"wildcard":        e.Wildcard,
+			"roleARN":         e.RoleARN,
+			"audience":        e.Audience,
+			"useRegionalSTS":  e.UseRegionalSTS,
+			"tokenExpiration": e.TokenExpiration,
+		}
+	}
+	return m
+}
+
+// stringMap gives policies an empty object rather than null for absent maps, so that
+// `key in serviceAccount.metadata.annotations` never fails on a missing map.
+func stringMap(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// mustValue converts a Go value built from JSON types into a Rego value. Inputs come
+// from our own decoder, so a conversion failure is a programming error.
+func mustValue(v any) ast.Value {
+	val, err := ast.InterfaceToValue(v)
+	if err != nil {
+		panic("engine: converting input to Rego: " + err.Error())
+	}
+	return val
+}

@@ -1,0 +1,207 @@
+package engine
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+)
+
+// Op is one RFC 6902 JSON Patch operation. The engine only produces add, replace and
+// remove; policies may also use test in a json-patch mutation.
+type Op struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value,omitempty"`
+}
+
+// MarshalJSON keeps "value" on add, replace and test even when it is null or false,
+// which omitempty would drop.
+func (o Op) MarshalJSON() ([]byte, error) {
+	if o.Op == "remove" {
+		return json.Marshal(struct {
+			Op   string `json:"op"`
+			Path string `json:"path"`
+		}{o.Op, o.Path})
+	}
+	return json.Marshal(struct {
+		Op    string `json:"op"`
+		Path  string `json:"path"`
+		Value any    `json:"value"`
+	}{o.Op, o.Path, o.Value})
+}
+
+// pointer builds a JSON Pointer from segments, escaping "~" and "/".
+func pointer(segments ...string) string {
+	var b strings.Builder
+	for _, s := range segments {
+		b.WriteByte('/')
+		b.WriteString(escapePointer(s))
+	}
+	return b.String()
+}
+
+var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
+var pointerUnescaper = strings.NewReplacer("~1", "/", "~0", "~")
+
+func escapePointer(s string) string { return pointerEscaper.Replace(s) }
+
+// splitPointer parses a JSON Pointer into unescaped segments.
+func splitPointer(p string) ([]string, error) {
+	if p == "" {
+		return nil, errors.New("the empty path (the whole pod) cannot be patched")
+	}
+	if !strings.HasPrefix(p, "/") {
+		return nil, fmt.Errorf("path %q must start with '/'", p)
+	}
+	parts := strings.Split(p[1:], "/")
+	for i, s := range parts {
+		parts[i] = pointerUnescaper.Replace(s)
+	}
+	return parts, nil
+}
+
+// applyOp applies one operation to doc in place. Values are copied in, so the op
+// (which is also recorded in the result patch) never aliases the document.
+//
+// The engine keeps the pod decoded between policies and patches it here rather than
+// with a JSON Patch library, which works on bytes and would re-decode the whole pod
+// for every policy. The result is checked against evanphx/json-patch in the tests.
+func applyOp(doc map[string]any, op Op) error {
+	segs, err := splitPointer(op.Path)
+	if err != nil {
+		return err
+	}
+	switch op.Op {
+	case "add", "replace", "remove", "test":
+	default:
+		return fmt.Errorf("unsupported operation %q (use add, replace, remove or test)", op.Op)
+	}
+	_, err = applyAt(doc, segs, op, "")
+	return err
+}
+
+func applyAt(node any, segs []string, op Op, at string) (any, error) {
+	key := segs[0]
+	here := at + "/" + escapePointer(key)
+	if len(segs) > 1 {
+		switch n := node.(type) {
+		case map[string]any:
+			child, ok := n[key]
+			if !ok {
+				return nil, fmt.Errorf("%s does not exist", here)
+			}
+			nc, err := applyAt(child, segs[1:], op, here)
+			if err != nil {
+				return nil, err
+			}
+			n[key] = nc
+			return n, nil
+		case []any:
+			i, err := arrayIndex(key, len(n), false, here)
+			if err != nil {
+				return nil, err
+			}
+			nc, err := applyAt(n[i], segs[1:], op, here)
+			if err != nil {
+				return nil, err
+			}
+			n[i] = nc
+			return n, nil
+		default:
+			return nil, fmt.Errorf("%s: cannot descend into %s", here, jsonKind(node))
+		}
+	}
+	switch n := node.(type) {
+	case map[string]any:
+		old, exists := n[key]
+		switch op.Op {
+		case "add":
+			n[key] = deepCopy(op.Value)
+		case "replace":
+			if !exists {
+				return nil, fmt.Errorf("%s does not exist (replace needs an existing value; use add)", here)
+			}
+			n[key] = deepCopy(op.Value)
+		case "remove":
+			if !exists {
+				return nil, fmt.Errorf("%s does not exist", here)
+			}
+			delete(n, key)
+		case "test":
+			if !exists || !reflect.DeepEqual(old, op.Value) {
+				return nil, fmt.Errorf("test failed at %s", here)
+			}
+		}
+		return n, nil
+	case []any:
+		switch op.Op {
+		case "add":
+			if key == "-" {
+				return append(n, deepCopy(op.Value)), nil
+			}
+			i, err := arrayIndex(key, len(n), true, here)
+			if err != nil {
+				return nil, err
+			}
+			n = append(n, nil)
+			copy(n[i+1:], n[i:])
+			n[i] = deepCopy(op.Value)
+			return n, nil
+		case "replace", "remove", "test":
+			i, err := arrayIndex(key, len(n), false, here)
+			if err != nil {
+				return nil, err
+			}
+			switch op.Op {
+			case "replace":
+				n[i] = deepCopy(op.Value)
+			case "remove":
+				n = append(n[:i], n[i+1:]...)
+			case "test":
+				if !reflect.DeepEqual(n[i], op.Value) {
+					return nil, fmt.Errorf("test failed at %s", here)
+				}
+			}
+			return n, nil
+		}
+	}
+	return nil, fmt.Errorf("%s: cannot patch inside %s", at, jsonKind(node))
+}
+
+func arrayIndex(s string, n int, allowEnd bool, at string) (int, error) {
+	i, err := strconv.Atoi(s)
+	if err != nil || i < 0 || (s != "0" && strings.HasPrefix(s, "0")) {
+		return 0, fmt.Errorf("%s: %q is not an array index", at, s)
+	}
+	if i > n || (i == n && !allowEnd) {
+		return 0, fmt.Errorf("%s: index %d is out of range (length %d)", at, i, n)
+	}
+	return i, nil
+}
+
+// lookup returns the value at the segments, if any.
+func lookup(doc any, segs ...string) (any, bool) {
+	cur := doc
+	for _, s := range segs {
+		switch n := cur.(type) {
+		case map[string]any:
+			v, ok := n[s]
+			if !ok {
+				return nil, false
+			}
+			cur = v
+		case []any:
+			i, err := strconv.Atoi(s)
+			if err != nil || i < 0 || i >= len(n) {
+				return nil, false
+			}
+			cur = n[i]
+		default:
+			return nil, false
+		}
+	}
+	return cur, true
+}

@@ -1,0 +1,430 @@
+package engine
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+)
+
+// Mutation kinds a policy rule may return. See docs/policies.md, "What a rule returns".
+const (
+	mutAddEnv                = "add-env"
+	mutSetEnv                = "set-env"
+	mutAddEnvFrom            = "add-env-from"
+	mutAddVolumeMount        = "add-volume-mount"
+	mutAddVolume             = "add-volume"
+	mutSetLabel              = "set-label"
+	mutSetAnnotation         = "set-annotation"
+	mutSetPodSecurityContext = "set-pod-security-context"
+	mutJSONPatch             = "json-patch"
+)
+
+// mutationFields lists the fields each mutation kind takes; "op" is implied.
+var mutationFields = map[string][]string{
+	mutAddEnv:                {"container", "env"},
+	mutSetEnv:                {"container", "env"},
+	mutAddEnvFrom:            {"container", "envFrom"},
+	mutAddVolumeMount:        {"container", "volumeMount"},
+	mutAddVolume:             {"volume", "position"},
+	mutSetLabel:              {"key", "value"},
+	mutSetAnnotation:         {"key", "value"},
+	mutSetPodSecurityContext: {"securityContext"},
+	mutJSONPatch:             {"patch"},
+}
+
+// optionalFields may be left out.
+var optionalFields = map[string]bool{"position": true}
+
+// mutationList turns a rule's value (array or set, as decoded JSON) into mutation
+// objects, or says why it cannot.
+func mutationList(v any) ([]map[string]any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("the rule must return an array or a set of mutations, got %s", jsonKind(v))
+	}
+	out := make([]map[string]any, len(list))
+	for i, e := range list {
+		m, ok := e.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("mutation %d: must be an object with an \"op\", got %s", i, jsonKind(e))
+		}
+		out[i] = m
+	}
+	return out, nil
+}
+
+// applied is what one mutation did: its patch operations and a line for the trace.
+type applied struct {
+	ops         []Op
+	description string
+}
+
+// mutator applies one policy's mutations to the working pod, checking each resulting
+// operation against the bundle's guardrails before applying it.
+type mutator struct {
+	doc   map[string]any
+	guard *guard
+}
+
+// apply translates mutation m into patch operations against the pod as it is now,
+// checks and applies them. On error the pod may hold some of m's operations; the
+// caller works on a copy when it needs to undo a policy.
+func (mu *mutator) apply(m map[string]any) (applied, error) {
+	kind, _ := m["op"].(string)
+	fields, known := mutationFields[kind]
+	if !known {
+		return applied{}, fmt.Errorf("unknown op %q (one of %s)", m["op"], strings.Join(sortedKeys(mutationFields), ", "))
+	}
+	for k := range m {
+		if k != "op" && !slices.Contains(fields, k) {
+			return applied{}, fmt.Errorf("%s: unknown field %q (fields: %s)", kind, k, strings.Join(fields, ", "))
+		}
+	}
+	for _, f := range fields {
+		if _, ok := m[f]; !ok && !optionalFields[f] {
+			return applied{}, fmt.Errorf("%s: missing field %q", kind, f)
+		}
+	}
+	var (
+		ops  []Op
+		desc string
+		err  error
+	)
+	switch kind {
+	case mutAddEnv, mutAddEnvFrom:
+		ops, desc, err = mu.appendToContainer(m, kind)
+	case mutSetEnv:
+		ops, desc, err = mu.setEnv(m)
+	case mutAddVolumeMount:
+		ops, desc, err = mu.addVolumeMount(m)
+	case mutAddVolume:
+		ops, desc, err = mu.addVolume(m)
+	case mutSetLabel, mutSetAnnotation:
+		ops, desc, err = mu.setMetadata(m, kind)
+	case mutSetPodSecurityContext:
+		ops, desc, err = mu.setSecurityContext(m)
+	case mutJSONPatch:
+		ops, desc, err = mu.jsonPatch(m)
+	}
+	if err != nil {
+		return applied{}, fmt.Errorf("%s: %w", kind, err)
+	}
+	return applied{ops: ops, description: desc}, nil
+}
+
+// emit checks and applies one op now, so that the next op of the same mutation is
+// computed against the pod it will really apply to.
+func (mu *mutator) emit(ops *[]Op, op Op) error {
+	if err := mu.guard.check(op, mu.doc); err != nil {
+		return err
+	}
+	if err := applyOp(mu.doc, op); err != nil {
+		return err
+	}
+	*ops = append(*ops, op)
+	return nil
+}
+
+// container finds a container or init container by name.
+func (mu *mutator) container(m map[string]any) (list string, index int, c map[string]any, err error) {
+	name, ok := m["container"].(string)
+	if !ok || name == "" {
+		return "", 0, nil, fmt.Errorf("\"container\" must be a container name, got %v", m["container"])
+	}
+	for _, list := range []string{"containers", "initContainers"} {
+		items, _ := lookup(mu.doc, "spec", list)
+		arr, _ := items.([]any)
+		for i, item := range arr {
+			if obj, ok := item.(map[string]any); ok && obj["name"] == name {
+				return list, i, obj, nil
+			}
+		}
+	}
+	return "", 0, nil, fmt.Errorf("no container or init container named %q", name)
+}
+
+func objectList(v any, what string) ([]any, error) {
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%q must be an array, got %s", what, jsonKind(v))
+	}
+	for i, e := range list {
+		if _, ok := e.(map[string]any); !ok {
+			return nil, fmt.Errorf("%s[%d] must be an object, got %s", what, i, jsonKind(e))
+		}
+	}
+	return list, nil
+}
+
+func namedObject(v any, what string) (map[string]any, string, error) {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, "", fmt.Errorf("%q must be an object, got %s", what, jsonKind(v))
+	}
+	name, ok := obj["name"].(string)
+	if !ok || name == "" {
+		return nil, "", fmt.Errorf("%q needs a non-empty \"name\"", what)
+	}
+	return obj, name, nil
+}
+
+// appendItems appends items to a container's list field: one add of the whole list
+// when the field is absent, else one add per item at the end. Never a replace.
+func (mu *mutator) appendItems(list string, index int, c map[string]any, field string, items []any) ([]Op, error) {
+	var ops []Op
+	base := pointer("spec", list, fmt.Sprint(index), field)
+	if existing, ok := c[field]; !ok || existing == nil {
+		if len(items) == 0 {
+			return nil, nil
+		}
+		return ops, mu.emit(&ops, Op{Op: "add", Path: base, Value: items})
+	}
+	for _, it := range items {
+		if err := mu.emit(&ops, Op{Op: "add", Path: base + "/-", Value: it}); err != nil {
+			return ops, err
+		}
+	}
+	return ops, nil
+}
+
+func (mu *mutator) appendToContainer(m map[string]any, kind string) ([]Op, string, error) {
+	field := "env"
+	if kind == mutAddEnvFrom {
+		field = "envFrom"
+	}
+	list, index, c, err := mu.container(m)
+	if err != nil {
+		return nil, "", err
+	}
+	items, err := objectList(m[field], field)
+	if err != nil {
+		return nil, "", err
+	}
+	if field == "env" {
+		for i, e := range items {
+			if _, _, err := namedObject(e, fmt.Sprintf("env[%d]", i)); err != nil {
+				return nil, "", err
+			}
+		}
+	}
+	ops, err := mu.appendItems(list, index, c, field, items)
+	return ops, fmt.Sprintf("container %q: add %s %s", c["name"], field, describeItems(items)), err
+}
+
+func (mu *mutator) setEnv(m map[string]any) ([]Op, string, error) {
+	list, index, c, err := mu.container(m)
+	if err != nil {
+		return nil, "", err
+	}
+	items, err := objectList(m["env"], "env")
+	if err != nil {
+		return nil, "", err
+	}
+	var ops []Op
+	var changed []any
+	for i, it := range items {
+		entry, name, err := namedObject(it, fmt.Sprintf("env[%d]", i))
+		if err != nil {
+			return nil, "", err
+		}
+		existing, _ := c["env"].([]any)
+		pos := -1
+		for j, e := range existing {
+			if obj, ok := e.(map[string]any); ok && obj["name"] == name {
+				pos = j
+			}
+		}
+		switch {
+		case pos >= 0 && reflect.DeepEqual(existing[pos], entry):
+			continue
+		case pos >= 0:
+			err = mu.emit(&ops, Op{Op: "replace", Path: pointer("spec", list, fmt.Sprint(index), "env", fmt.Sprint(pos)), Value: entry})
+		default:
+			var more []Op
+			more, err = mu.appendItems(list, index, c, "env", []any{entry})
+			ops = append(ops, more...)
+			// appendItems may have created the env list; see it for the next entry.
+			c, _ = mustContainer(mu.doc, list, index)
+		}
+		if err != nil {
+			return ops, "", err
+		}
+		changed = append(changed, entry)
+	}
+	return ops, fmt.Sprintf("container %q: set env %s", c["name"], describeItems(changed)), nil
+}
+
+func mustContainer(doc map[string]any, list string, index int) (map[string]any, bool) {
+	v, ok := lookup(doc, "spec", list, fmt.Sprint(index))
+	c, _ := v.(map[string]any)
+	return c, ok
+}
+
+func (mu *mutator) addVolumeMount(m map[string]any) ([]Op, string, error) {
+	list, index, c, err := mu.container(m)
+	if err != nil {
+		return nil, "", err
+	}
+	mount, name, err := namedObject(m["volumeMount"], "volumeMount")
+	if err != nil {
+		return nil, "", err
+	}
+	ops, err := mu.appendItems(list, index, c, "volumeMounts", []any{mount})
+	return ops, fmt.Sprintf("container %q: add volumeMount %s at %v", c["name"], name, mount["mountPath"]), err
+}
+
+func (mu *mutator) addVolume(m map[string]any) ([]Op, string, error) {
+	vol, name, err := namedObject(m["volume"], "volume")
+	if err != nil {
+		return nil, "", err
+	}
+	position := "last"
+	if p, ok := m["position"]; ok {
+		if position, ok = p.(string); !ok || (position != "first" && position != "last") {
+			return nil, "", fmt.Errorf("\"position\" must be \"first\" or \"last\", got %v", p)
+		}
+	}
+	spec, ok := mu.doc["spec"].(map[string]any)
+	if !ok {
+		return nil, "", fmt.Errorf("the pod has no spec")
+	}
+	var ops []Op
+	existing, present := spec["volumes"]
+	vols, _ := existing.([]any)
+	for _, v := range vols {
+		if obj, ok := v.(map[string]any); ok && obj["name"] == name {
+			return nil, "", fmt.Errorf("the pod already has a volume named %q (check for it before adding)", name)
+		}
+	}
+	desc := fmt.Sprintf("add volume %s (%s)", name, position)
+	switch {
+	case !present || existing == nil:
+		err = mu.emit(&ops, Op{Op: "add", Path: "/spec/volumes", Value: []any{vol}})
+	case position == "first":
+		err = mu.emit(&ops, Op{Op: "add", Path: "/spec/volumes/0", Value: vol})
+	default:
+		err = mu.emit(&ops, Op{Op: "add", Path: "/spec/volumes/-", Value: vol})
+	}
+	return ops, desc, err
+}
+
+func (mu *mutator) setMetadata(m map[string]any, kind string) ([]Op, string, error) {
+	field := "labels"
+	if kind == mutSetAnnotation {
+		field = "annotations"
+	}
+	key, ok := m["key"].(string)
+	if !ok || key == "" {
+		return nil, "", fmt.Errorf("\"key\" must be a non-empty string")
+	}
+	value, ok := m["value"].(string)
+	if !ok {
+		return nil, "", fmt.Errorf("\"value\" must be a string, got %s", jsonKind(m["value"]))
+	}
+	desc := fmt.Sprintf("set %s %s=%s", strings.TrimSuffix(field, "s"), key, value)
+	meta, ok := mu.doc["metadata"].(map[string]any)
+	if !ok {
+		return nil, "", fmt.Errorf("the pod has no metadata")
+	}
+	var ops []Op
+	existing, present := meta[field].(map[string]any)
+	if !present {
+		return ops, desc, mu.emit(&ops, Op{Op: "add", Path: pointer("metadata", field), Value: map[string]any{key: value}})
+	}
+	if cur, ok := existing[key]; ok && cur == value {
+		return nil, desc + " (already set)", nil
+	}
+	return ops, desc, mu.emit(&ops, Op{Op: "add", Path: pointer("metadata", field, key), Value: value})
+}
+
+func (mu *mutator) setSecurityContext(m map[string]any) ([]Op, string, error) {
+	sc, ok := m["securityContext"].(map[string]any)
+	if !ok || len(sc) == 0 {
+		return nil, "", fmt.Errorf("\"securityContext\" must be a non-empty object")
+	}
+	keys := sortedKeys(sc)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%v", k, sc[k])
+	}
+	desc := "set pod securityContext " + strings.Join(parts, ", ")
+	spec, ok := mu.doc["spec"].(map[string]any)
+	if !ok {
+		return nil, "", fmt.Errorf("the pod has no spec")
+	}
+	var ops []Op
+	existing, present := spec["securityContext"].(map[string]any)
+	if !present {
+		return ops, desc, mu.emit(&ops, Op{Op: "add", Path: "/spec/securityContext", Value: sc})
+	}
+	for _, k := range keys {
+		if cur, ok := existing[k]; ok && reflect.DeepEqual(cur, sc[k]) {
+			continue
+		}
+		if err := mu.emit(&ops, Op{Op: "add", Path: pointer("spec", "securityContext", k), Value: sc[k]}); err != nil {
+			return ops, desc, err
+		}
+	}
+	return ops, desc, nil
+}
+
+func (mu *mutator) jsonPatch(m map[string]any) ([]Op, string, error) {
+	list, ok := m["patch"].([]any)
+	if !ok {
+		return nil, "", fmt.Errorf("\"patch\" must be an array of RFC 6902 operations")
+	}
+	var ops []Op
+	var paths []string
+	for i, e := range list {
+		obj, ok := e.(map[string]any)
+		if !ok {
+			return ops, "", fmt.Errorf("patch[%d] must be an object", i)
+		}
+		op := Op{}
+		op.Op, _ = obj["op"].(string)
+		op.Path, ok = obj["path"].(string)
+		if !ok {
+			return ops, "", fmt.Errorf("patch[%d]: \"path\" must be a string", i)
+		}
+		for k := range obj {
+			if k != "op" && k != "path" && k != "value" {
+				return ops, "", fmt.Errorf("patch[%d]: unsupported field %q (move and copy are not supported)", i, k)
+			}
+		}
+		if op.Op != "remove" {
+			if _, ok := obj["value"]; !ok {
+				return ops, "", fmt.Errorf("patch[%d]: %q needs a \"value\"", i, op.Op)
+			}
+		}
+		op.Value = obj["value"]
+		if err := mu.emit(&ops, op); err != nil {
+			return ops, "", fmt.Errorf("patch[%d]: %w", i, err)
+		}
+		paths = append(paths, op.Op+" "+op.Path)
+	}
+	return ops, "json-patch " + strings.Join(paths, ", "), nil
+}
+
+// describeItems lists env entries as NAME=value, other items by name.
+func describeItems(items []any) string {
+	parts := make([]string, 0, len(items))
+	for _, it := range items {
+		obj, _ := it.(map[string]any)
+		name, _ := obj["name"].(string)
+		switch {
+		case name != "" && obj["value"] != nil:
+			parts = append(parts, fmt.Sprintf("%s=%v", name, obj["value"]))
+		case name != "" && obj["valueFrom"] != nil:
+			parts = append(parts, name+" (valueFrom)")
+		case name != "":
+			parts = append(parts, name)
+		default:
+			parts = append(parts, "{"+strings.Join(sortedKeys(obj), ",")+"}")
+		}
+	}
+	return strings.Join(parts, ", ")
+}
