@@ -28,8 +28,11 @@ skip_listed := {name | some name in pod_identity.csv_record(skip_annotation)}
 
 skip_annotation_invalid if {
 	skip_annotation
-	not is_array(pod_identity.csv_record(skip_annotation))
+	not _valid_csv(skip_annotation)
 }
+
+# (A nested call under `not` would be evaluated outside the negation: keep it in a function.)
+_valid_csv(v) if is_array(pod_identity.csv_record(v))
 
 # EXTENSION POINT: container names that get no identity (no env, no mount). Site
 # bundles add to it with `skip contains name if { ... }` in their own module of this
