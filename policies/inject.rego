@@ -23,10 +23,12 @@ skipped(c) if c.name in containers.skip
 untouched(c) if containers.untouched(c, credential_keys)
 
 # Containers that get env and/or the mount, init containers first.
-targets := [c |
-	some c in containers.considered
-	not skipped(c)
-	not untouched(c)
+targets := [ref.container | some ref in target_refs]
+
+target_refs := [ref |
+	some ref in containers.considered_refs
+	not skipped(ref.container)
+	not untouched(ref.container)
 ]
 
 # Appended in this order: STS, region pair, credential pair, each only when no key of
@@ -64,6 +66,31 @@ mount_mutations(c) := [] if {
 
 container_mutations(c) := array.concat(env_mutations(c), mount_mutations(c))
 
+# The same changes as one json-patch mutation on /spec/<list>/<index>, for containers
+# the engine cannot find by name (containers.ambiguous).
+indexed_mutations(ref) := [{"op": "json-patch", "patch": ops}] if {
+	ops := array.concat(_indexed_ops(ref, "env", env(ref.container)), _indexed_ops(ref, "volumeMounts", _mounts(ref.container)))
+	count(ops) > 0
+} else := []
+
+_mounts(c) := [] if containers.has_mount(c, settings.volumeName)
+
+else := [volume_mount]
+
+# Append items like the engine does: one add of the whole list when the field is
+# absent (or null), else one add per item at the end.
+_indexed_ops(ref, field, items) := [] if {
+	count(items) == 0
+} else := [{"op": "add", "path": sprintf("/spec/%s/%d/%s/-", [ref.list, ref.index, field]), "value": item} |
+	some item in items
+] if {
+	is_array(ref.container[field])
+} else := [{"op": "add", "path": sprintf("/spec/%s/%d/%s", [ref.list, ref.index, field]), "value": items}]
+
+_ref_mutations(ref) := indexed_mutations(ref) if containers.ambiguous(ref)
+
+else := container_mutations(ref.container)
+
 # The pod volume is checked by name only (its source is not inspected).
 volume_exists if settings.volumeName in containers.pod_volume_names
 
@@ -88,8 +115,8 @@ volume_mutations := [] if {
 # Volume first, then per container (init containers first) its add-env and mount.
 # Undefined when no identity applies.
 mutations := array.concat(volume_mutations, [m |
-	some c in targets
-	some m in container_mutations(c)
+	some ref in target_refs
+	some m in _ref_mutations(ref)
 ]) if {
 	settings
 }
@@ -110,6 +137,12 @@ _notes contains n if some n in windows.notes
 _notes contains n if some n in containers.notes
 
 _notes contains sprintf("volume %s exists: not added", [settings.volumeName]) if volume_exists
+
+_notes contains msg if {
+	some ref in target_refs
+	containers.ambiguous(ref)
+	msg := sprintf("init container %q has the name of a container (the API server refuses such a pod): changed by index, /spec/initContainers/%d", [ref.container.name, ref.index])
+}
 
 _notes contains sprintf("container %q skipped: listed in %s", [c.name, annotations.skip_containers]) if {
 	some c in containers.considered
