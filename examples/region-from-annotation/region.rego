@@ -90,7 +90,7 @@ notes contains sprintf("container %q sets its own region (%s): not changed", [c.
 	count(own_region_keys(c)) > 0
 }
 
-notes contains sprintf("container %q: %s=%s", [c.name, concat(", ", [k | some ch in _changes(c); k := ch.name]), region]) if {
+notes contains sprintf("container %q: %s set to %s", [c.name, concat(" and ", [k | some ch in _changes(c); k := ch.name]), region]) if {
 	some c in targets
 	count(_changes(c)) > 0
 }
