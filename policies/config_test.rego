@@ -1,6 +1,5 @@
 package pod_identity.config_test
 
-import data.pod_identity.annotations
 import data.pod_identity.config
 
 test_fallbacks_without_params if {
@@ -14,10 +13,4 @@ test_flag_clamped if {
 	config.token_expiration_default == 600 with input as {"params": {"tokenExpiration": 10}}
 	config.token_expiration_default == 700 with input as {"params": {"tokenExpiration": 700}}
 	config.token_expiration_default == 1000 with input as {"params": {"tokenExpiration": 500, "minTokenExpiration": 1000}}
-}
-
-test_annotation_keys_follow_prefix if {
-	annotations.role_arn == "example.com/role-arn" with input as {"params": {"annotationPrefix": "example.com"}}
-	annotations.skip_containers == "eks.amazonaws.com/skip-containers" with input as {"params": {}}
-	annotations.pod == {} with input as {"object": {"metadata": {}}}
 }

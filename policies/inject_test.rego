@@ -1,0 +1,39 @@
+package pod_identity.inject_test
+
+import data.pod_identity.inject
+import data.pod_identity.testutil as t
+
+_in(pod, overrides) := t.wi_input(pod, t.fixture_sa(t.role), overrides)
+
+test_env_order_per_group if {
+	c := t.container("c")
+	e := inject.env(c) with input as _in(t.simple_pod, {"stsRegionalEndpoint": true, "awsDefaultRegion": "r"})
+	[x.name | some x in e] == ["AWS_STS_REGIONAL_ENDPOINTS", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"]
+	e2 := inject.env(t.container_env("c", [t.env("AWS_STS_REGIONAL_ENDPOINTS", "legacy")])) with input as _in(t.simple_pod, {"stsRegionalEndpoint": true, "awsDefaultRegion": "r"})
+	[x.name | some x in e2] == ["AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"]
+}
+
+# No env to add: no add-env mutation, but the mount still.
+test_empty_env_no_add_env if {
+	c := t.container_env("c", [t.env("AWS_ROLE_ARN", "x")])
+	ms := inject.container_mutations(c) with input as _in(t.simple_pod, {})
+	ms == [t.web_mount("c")]
+}
+
+test_volume_audience_omitted_when_empty if {
+	v := inject.volume with input as t.wi_input(t.simple_pod, t.sa({"eks.amazonaws.com/role-arn": t.role, "eks.amazonaws.com/audience": ""}), {})
+	v == {"name": "aws-iam-token", "projected": {"sources": [{"serviceAccountToken": {"expirationSeconds": 86400, "path": "token"}}]}}
+}
+
+test_volume_exists_by_name_only if {
+	pod := t.pod({}, {"containers": [t.container("c")], "volumes": [{"name": "aws-iam-token", "secret": {"secretName": "x"}}]})
+	inject.volume_exists with input as _in(pod, {})
+	ms := inject.mutations with input as _in(pod, {})
+	ms[0].op == "add-env"
+}
+
+test_no_settings_no_mutations if {
+	not inject.mutations with input as t.wi_input(t.simple_pod, null, {})
+	notes := inject.notes with input as t.wi_input(t.pod({"eks.amazonaws.com/skip-containers": "c"}, {"containers": [t.container("c")]}), null, {})
+	notes == set()
+}
