@@ -27,9 +27,9 @@ func usageError(format string, args ...any) error {
 	return &ExitError{Code: 2, Err: fmt.Errorf(format, args...)}
 }
 
-// NewRootCommand builds the whole command tree. stdout and stderr are where commands
-// write, so tests can capture them.
-func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
+// NewRootCommand builds the whole command tree. stdin, stdout and stderr are what
+// commands read and write, so tests can supply and capture them.
+func NewRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "pod-identity-webhook",
 		Short: "AWS IAM identity for pods, as policy",
@@ -42,7 +42,7 @@ what the Amazon EKS Pod Identity Webhook does.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newOPACommand(), newVersionCommand())
+	root.AddCommand(newOPACommand(), newVersionCommand(), newEvalCommand(stdin))
 	return root
 }
 
@@ -59,8 +59,8 @@ func newVersionCommand() *cobra.Command {
 }
 
 // Main runs the command line with the process arguments and returns the exit code.
-func Main(args []string, stdout, stderr io.Writer) int {
-	root := NewRootCommand(stdout, stderr)
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := NewRootCommand(stdin, stdout, stderr)
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {

@@ -2,8 +2,10 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -85,6 +87,9 @@ func (p *Program) Evaluate(ctx context.Context, req Request, opts EvalOptions) (
 	}
 	res := &Result{Trace: Trace{Namespace: req.Attributes.Namespace, Pod: podName(doc),
 		ServiceAccount: serviceAccountName(doc), ServiceAccountFound: req.ServiceAccount != nil}}
+	if req.ServiceAccount != nil {
+		res.Trace.ServiceAccountAnnotations = req.ServiceAccount.Annotations
+	}
 	for _, cp := range p.policies {
 		t0 := time.Now()
 		pt := p.runPolicy(ctx, cp, in, opts)
@@ -156,16 +161,19 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 		ct := ConditionTrace{Name: c.Name, Expression: c.Expression}
 		if err != nil {
 			ct.Error = err.Error()
+			ct.Params = referencedParams(c.Expression, cp.params)
 			pt.Conditions = append(pt.Conditions, ct)
 			pt.Matched = false
 			return fail("match condition %s: %s", c.Name, deadlineReason(ctx, err))
 		}
 		ct.Result = ok
-		pt.Conditions = append(pt.Conditions, ct)
 		if !ok {
+			ct.Params = referencedParams(c.Expression, cp.params)
+			pt.Conditions = append(pt.Conditions, ct)
 			pt.Matched = false
 			return pt
 		}
+		pt.Conditions = append(pt.Conditions, ct)
 	}
 
 	input := rego.EvalParsedInput(in.regoInput(cp.paramsValue))
@@ -234,6 +242,25 @@ func deadlineReason(ctx context.Context, err error) string {
 		return "stopped by the per-request deadline (" + err.Error() + ")"
 	}
 	return err.Error()
+}
+
+var paramRef = regexp.MustCompile(`\bparams\.([A-Za-z_][A-Za-z0-9_]*)`)
+
+// referencedParams returns the values of the params an expression names, as JSON.
+func referencedParams(expr string, params map[string]any) map[string]string {
+	var out map[string]string
+	for _, m := range paramRef.FindAllStringSubmatch(expr, -1) {
+		v, ok := params[m[1]]
+		if !ok {
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		js, _ := json.Marshal(v)
+		out[m[1]] = string(js)
+	}
+	return out
 }
 
 func podName(doc map[string]any) string {

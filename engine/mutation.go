@@ -22,10 +22,10 @@ const (
 
 // mutationFields lists the fields each mutation kind takes; "op" is implied.
 var mutationFields = map[string][]string{
-	mutAddEnv:                {"container", "env"},
-	mutSetEnv:                {"container", "env"},
-	mutAddEnvFrom:            {"container", "envFrom"},
-	mutAddVolumeMount:        {"container", "volumeMount"},
+	mutAddEnv:                {"container", "initContainer", "env"},
+	mutSetEnv:                {"container", "initContainer", "env"},
+	mutAddEnvFrom:            {"container", "initContainer", "envFrom"},
+	mutAddVolumeMount:        {"container", "initContainer", "volumeMount"},
 	mutAddVolume:             {"volume", "position"},
 	mutSetLabel:              {"key", "value"},
 	mutSetAnnotation:         {"key", "value"},
@@ -34,7 +34,7 @@ var mutationFields = map[string][]string{
 }
 
 // optionalFields may be left out.
-var optionalFields = map[string]bool{"position": true}
+var optionalFields = map[string]bool{"position": true, "initContainer": true}
 
 // mutationList turns a rule's value (array or set, as decoded JSON) into mutation
 // objects, or says why it cannot.
@@ -129,13 +129,25 @@ func (mu *mutator) emit(ops *[]Op, op Op) error {
 	return nil
 }
 
-// container finds a container or init container by name.
+// container finds a container by name: a regular container first, then an init
+// container; only init containers when the mutation says "initContainer": true (names
+// are unique in a valid pod, but upstream's fixtures include a pod that reuses one).
 func (mu *mutator) container(m map[string]any) (list string, index int, c map[string]any, err error) {
 	name, ok := m["container"].(string)
 	if !ok || name == "" {
 		return "", 0, nil, fmt.Errorf("\"container\" must be a container name, got %v", m["container"])
 	}
-	for _, list := range []string{"containers", "initContainers"} {
+	lists := []string{"containers", "initContainers"}
+	if v, present := m["initContainer"]; present {
+		init, ok := v.(bool)
+		if !ok {
+			return "", 0, nil, fmt.Errorf("\"initContainer\" must be a boolean, got %s", jsonKind(v))
+		}
+		if init {
+			lists = lists[1:]
+		}
+	}
+	for _, list := range lists {
 		items, _ := lookup(mu.doc, "spec", list)
 		arr, _ := items.([]any)
 		for i, item := range arr {

@@ -15,6 +15,8 @@ type Trace struct {
 	Pod                 string        `json:"pod"` // name, or generateName followed by "*"
 	ServiceAccount      string        `json:"serviceAccount"`
 	ServiceAccountFound bool          `json:"serviceAccountFound"`
+	// ServiceAccountAnnotations are the annotations policies could read.
+	ServiceAccountAnnotations map[string]string `json:"serviceAccountAnnotations,omitempty"`
 	Policies            []PolicyTrace `json:"policies"`
 	Duration            time.Duration `json:"durationNanoseconds"`
 }
@@ -41,6 +43,9 @@ type ConditionTrace struct {
 	Expression string `json:"expression"`
 	Result     bool   `json:"result"`
 	Error      string `json:"error,omitempty"`
+	// Params are the values of the params the expression refers to, filled in for the
+	// deciding condition, so the explanation shows what the expression compared.
+	Params map[string]string `json:"params,omitempty"`
 }
 
 // Deciding returns the condition that stopped the policy from applying, if any.
@@ -69,6 +74,9 @@ func (r *Result) WriteExplain(w io.Writer) error {
 		pod = "(unnamed)"
 	}
 	fmt.Fprintf(&b, "pod %s/%s, ServiceAccount %q (%s)\n", t.Namespace, pod, t.ServiceAccount, sa)
+	for _, k := range sortedKeys(t.ServiceAccountAnnotations) {
+		fmt.Fprintf(&b, "  ServiceAccount annotation %s=%s\n", k, t.ServiceAccountAnnotations[k])
+	}
 	for _, p := range t.Policies {
 		b.WriteString("\n")
 		switch {
@@ -88,6 +96,9 @@ func (r *Result) WriteExplain(w io.Writer) error {
 				fmt.Fprintf(&b, "  condition %q was false\n", d.Name)
 			}
 			fmt.Fprintf(&b, "    %s\n", oneLine(d.Expression))
+			for _, k := range sortedKeys(d.Params) {
+				fmt.Fprintf(&b, "    where params.%s = %s\n", k, d.Params[k])
+			}
 		} else if len(p.Conditions) > 0 {
 			names := make([]string, len(p.Conditions))
 			for i, c := range p.Conditions {

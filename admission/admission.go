@@ -1,0 +1,106 @@
+// Package admission is the one code path from an admission request to a decision,
+// shared by the webhook server and the eval command: find the pod's ServiceAccount and
+// identities, run the active policy program, and say what to answer. Because both use
+// it, what eval prints is what the server returns.
+package admission
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/pod-identity-webhook/pod-identity-webhook/engine"
+)
+
+// Sources answers what the cluster knows about a pod's ServiceAccount.
+type Sources interface {
+	// ServiceAccount returns the ServiceAccount, or nil when it does not exist. wait
+	// says the caller may wait for one missing from a cache (the grace period); it is
+	// false when another source already identifies the ServiceAccount.
+	ServiceAccount(ctx context.Context, namespace, name string, wait bool) (*engine.ServiceAccount, error)
+	// Identities returns the container-credentials and ConfigMap entries.
+	Identities(namespace, name string) engine.Identities
+	// Namespace returns the Namespace, or nil when not available.
+	Namespace(ctx context.Context, name string) *engine.NamespaceObject
+}
+
+// Admitter decides about pods with the current policy program.
+type Admitter struct {
+	// Program returns the active policy generation; it may change between calls.
+	Program func() *engine.Program
+	Sources Sources
+	// Explain also collects the policies' notes (eval -o explain); off when serving.
+	Explain bool
+}
+
+// Decision is the answer to one admission request.
+type Decision struct {
+	Allowed bool
+	// Message explains a denial.
+	Message string
+	// Patch is the JSON Patch to return, nil when the pod is unchanged.
+	Patch []byte
+	// Result is the engine's full result, with its trace.
+	Result *engine.Result
+	// Namespace and ServiceAccount name the pod's ServiceAccount, for logs.
+	Namespace, ServiceAccount string
+	// ServiceAccountError is set when the ServiceAccount could not be read; the pod
+	// was then evaluated as if it had none.
+	ServiceAccountError error
+}
+
+// podRef is the part of the pod read before evaluation.
+type podRef struct {
+	Metadata struct {
+		Namespace string `json:"namespace"`
+	} `json:"metadata"`
+	Spec struct {
+		ServiceAccountName string `json:"serviceAccountName"`
+	} `json:"spec"`
+}
+
+// Admit evaluates the policies for one pod. attrs.Namespace is the pod's namespace
+// (the request's, which the API server sets). An error means the object is not a pod
+// the engine can read (an *engine.InputError).
+func (a *Admitter) Admit(ctx context.Context, attrs engine.Attributes, object []byte) (*Decision, error) {
+	var ref podRef
+	if err := json.Unmarshal(object, &ref); err != nil {
+		return nil, &engine.InputError{Field: "object", Reason: fmt.Sprintf("not a pod: %v", err)}
+	}
+	ns, saName := attrs.Namespace, ref.Spec.ServiceAccountName
+	if ns == "" {
+		ns = ref.Metadata.Namespace
+	}
+	d := &Decision{Allowed: true, Namespace: ns, ServiceAccount: saName}
+	req := engine.Request{Object: object, Attributes: attrs}
+	req.Attributes.Namespace = ns
+	if saName != "" {
+		req.Identities = a.Sources.Identities(ns, saName)
+		wait := req.Identities.ContainerCredentials == nil && req.Identities.ConfigMap == nil
+		sa, err := a.Sources.ServiceAccount(ctx, ns, saName, wait)
+		if err != nil {
+			d.ServiceAccountError = err
+		}
+		req.ServiceAccount = sa
+	}
+	req.Namespace = a.Sources.Namespace(ctx, ns)
+
+	res, err := a.Program().Evaluate(ctx, req, engine.EvalOptions{Explain: a.Explain})
+	if err != nil {
+		return nil, err
+	}
+	d.Result = res
+	if res.Denied != "" {
+		d.Allowed = false
+		d.Message = res.Denied
+		return d, nil
+	}
+	if res.Mutated() {
+		patch, err := json.Marshal(res.Patch)
+		if err != nil {
+			return nil, fmt.Errorf("encoding the patch: %w", err)
+		}
+		d.Patch = patch
+	}
+	return d, nil
+}

@@ -1,0 +1,50 @@
+package admission
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	admissionv1 "k8s.io/api/admission/v1"
+
+	"github.com/pod-identity-webhook/pod-identity-webhook/engine"
+)
+
+// Review is a decoded AdmissionReview. Like upstream, it is decoded structurally: the
+// v1 and v1beta1 shapes are the same, and apiVersion and kind are echoed back as sent.
+type Review struct {
+	APIVersion string
+	Kind       string
+	Request    *admissionv1.AdmissionRequest
+}
+
+// DecodeReview decodes an AdmissionReview body. It fails on bodies that are not JSON
+// or not an object; a review without a request decodes with Request nil.
+func DecodeReview(body []byte) (*Review, error) {
+	if len(body) == 0 {
+		return nil, errors.New("empty body: expected an AdmissionReview")
+	}
+	var ar admissionv1.AdmissionReview
+	if err := json.Unmarshal(body, &ar); err != nil {
+		return nil, fmt.Errorf("not an AdmissionReview: %v", err)
+	}
+	return &Review{APIVersion: ar.APIVersion, Kind: ar.Kind, Request: ar.Request}, nil
+}
+
+// Attributes converts the request's attributes for the engine.
+func Attributes(r *admissionv1.AdmissionRequest) engine.Attributes {
+	a := engine.Attributes{
+		UID:         string(r.UID),
+		Kind:        engine.GroupVersionKind{Group: r.Kind.Group, Version: r.Kind.Version, Kind: r.Kind.Kind},
+		Resource:    engine.GroupVersionResource{Group: r.Resource.Group, Version: r.Resource.Version, Resource: r.Resource.Resource},
+		SubResource: r.SubResource,
+		Name:        r.Name,
+		Namespace:   r.Namespace,
+		Operation:   string(r.Operation),
+		UserInfo:    engine.UserInfo{Username: r.UserInfo.Username, UID: r.UserInfo.UID, Groups: r.UserInfo.Groups},
+	}
+	if r.DryRun != nil {
+		a.DryRun = *r.DryRun
+	}
+	return a
+}
