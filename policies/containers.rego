@@ -21,17 +21,6 @@ considered_refs := array.concat(
 	[{"list": "containers", "index": i, "container": c} | some i, c in regular_containers],
 )
 
-regular_names := {c.name | some c in regular_containers}
-
-# An init container named like a regular container. The API server refuses such a pod,
-# but upstream injects both (fixture initPodNeedsRegion); mutations address containers
-# by name and the engine resolves a name to the regular container first, so such an
-# init container must be addressed by index.
-ambiguous(ref) if {
-	ref.list == "initContainers"
-	ref.container.name in regular_names
-}
-
 # The <prefix>/skip-containers pod annotation, read as upstream does: the first record
 # of Go's encoding/csv (comma separator, quotes honoured, spaces NOT trimmed), each field
 # the exact name of a container. "a, b" lists "a" and " b", so it does not skip "b".

@@ -54,42 +54,25 @@ env(c) := array.concat(array.concat(sts_env(c), region_env(c)), credentials_env(
 
 volume_mount := {"name": settings.volumeName, "readOnly": true, "mountPath": settings.mountPath}
 
-env_mutations(c) := [{"op": "add-env", "container": c.name, "env": e}] if {
-	e := env(c)
+# Mutations name their container; those for init containers say so, because a name
+# is looked up among regular containers first (upstream's fixture initPodNeedsRegion
+# has an init container and a container of the same name, a pod the API server would
+# refuse, and expects both injected).
+_target(ref) := {"container": ref.container.name, "initContainer": true} if {
+	ref.list == "initContainers"
+} else := {"container": ref.container.name}
+
+env_mutations(ref) := [object.union({"op": "add-env", "env": e}, _target(ref))] if {
+	e := env(ref.container)
 	count(e) > 0
 } else := []
 
 # The mount is checked by name only (its path is not compared).
-mount_mutations(c) := [] if {
-	containers.has_mount(c, settings.volumeName)
-} else := [{"op": "add-volume-mount", "container": c.name, "volumeMount": volume_mount}]
+mount_mutations(ref) := [] if {
+	containers.has_mount(ref.container, settings.volumeName)
+} else := [object.union({"op": "add-volume-mount", "volumeMount": volume_mount}, _target(ref))]
 
-container_mutations(c) := array.concat(env_mutations(c), mount_mutations(c))
-
-# The same changes as one json-patch mutation on /spec/<list>/<index>, for containers
-# the engine cannot find by name (containers.ambiguous).
-indexed_mutations(ref) := [{"op": "json-patch", "patch": ops}] if {
-	ops := array.concat(_indexed_ops(ref, "env", env(ref.container)), _indexed_ops(ref, "volumeMounts", _mounts(ref.container)))
-	count(ops) > 0
-} else := []
-
-_mounts(c) := [] if containers.has_mount(c, settings.volumeName)
-
-else := [volume_mount]
-
-# Append items like the engine does: one add of the whole list when the field is
-# absent (or null), else one add per item at the end.
-_indexed_ops(ref, field, items) := [] if {
-	count(items) == 0
-} else := [{"op": "add", "path": sprintf("/spec/%s/%d/%s/-", [ref.list, ref.index, field]), "value": item} |
-	some item in items
-] if {
-	is_array(ref.container[field])
-} else := [{"op": "add", "path": sprintf("/spec/%s/%d/%s", [ref.list, ref.index, field]), "value": items}]
-
-_ref_mutations(ref) := indexed_mutations(ref) if containers.ambiguous(ref)
-
-else := container_mutations(ref.container)
+container_mutations(ref) := array.concat(env_mutations(ref), mount_mutations(ref))
 
 # The pod volume is checked by name only (its source is not inspected).
 volume_exists if settings.volumeName in containers.pod_volume_names
@@ -116,7 +99,7 @@ volume_mutations := [] if {
 # Undefined when no identity applies.
 mutations := array.concat(volume_mutations, [m |
 	some ref in target_refs
-	some m in _ref_mutations(ref)
+	some m in container_mutations(ref)
 ]) if {
 	settings
 }
@@ -137,12 +120,6 @@ _notes contains n if some n in windows.notes
 _notes contains n if some n in containers.notes
 
 _notes contains sprintf("volume %s exists: not added", [settings.volumeName]) if volume_exists
-
-_notes contains msg if {
-	some ref in target_refs
-	containers.ambiguous(ref)
-	msg := sprintf("init container %q has the name of a container (the API server refuses such a pod): changed by index, /spec/initContainers/%d", [ref.container.name, ref.index])
-}
 
 _notes contains sprintf("container %q skipped: listed in %s", [c.name, annotations.skip_containers]) if {
 	some c in containers.considered

@@ -16,8 +16,15 @@ test_env_order_per_group if {
 # No env to add: no add-env mutation, but the mount still.
 test_empty_env_no_add_env if {
 	c := t.container_env("c", [t.env("AWS_ROLE_ARN", "x")])
-	ms := inject.container_mutations(c) with input as _in(t.simple_pod, {})
+	ms := inject.container_mutations({"list": "containers", "index": 0, "container": c}) with input as _in(t.simple_pod, {})
 	ms == [t.web_mount("c")]
+}
+
+# Mutations for init containers say so.
+test_init_container_mutations_marked if {
+	c := t.container("i")
+	ms := inject.container_mutations({"list": "initContainers", "index": 0, "container": c}) with input as _in(t.simple_pod, {})
+	ms == [t.init(t.add_env("i", t.web_env(t.role))), t.init(t.web_mount("i"))]
 }
 
 test_volume_audience_omitted_when_empty if {

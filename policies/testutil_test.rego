@@ -116,6 +116,9 @@ web_env(role_arn) := [env("AWS_ROLE_ARN", role_arn), env("AWS_WEB_IDENTITY_TOKEN
 
 add_env(name, env_list) := {"op": "add-env", "container": name, "env": env_list}
 
+# The same mutations for an init container.
+init(mutation) := object.union(mutation, {"initContainer": true})
+
 projected(name, audience, expiration, path) := {
 	"name": name,
 	"projected": {"sources": [{"serviceAccountToken": {"audience": audience, "expirationSeconds": expiration, "path": path}}]},

@@ -46,33 +46,18 @@ test_fixture_windows_pod_without_volumes if {
 }
 
 # 3. initPodNeedsRegion: the init container and the container share a name in the
-# fixture (the API server would refuse such a pod); both are injected, init first. A
-# name resolves to the regular container, so the init container is changed by index.
+# fixture (the API server would refuse such a pod); both are injected, init first. The
+# init container's mutations say initContainer: true, so the engine finds the right one.
 test_fixture_init_pod_needs_region if {
 	pod := t.pod({}, {"initContainers": [t.container(name)], "containers": [t.container(name)]})
 	env := array.concat(t.region_env("seattle"), t.web_env(t.role))
 	_mutations(pod, t.fixture_sa(t.role), {"awsDefaultRegion": "seattle"}) == [
 		t.web_volume(86400),
-		{"op": "json-patch", "patch": [
-			{"op": "add", "path": "/spec/initContainers/0/env", "value": env},
-			{"op": "add", "path": "/spec/initContainers/0/volumeMounts", "value": [t.web_mount(name).volumeMount]},
-		]},
+		t.init(t.add_env(name, env)),
+		t.init(t.web_mount(name)),
 		t.add_env(name, env),
 		t.web_mount(name),
 	]
-}
-
-# The same with existing env and mounts on the init container: appended one by one.
-test_ambiguous_init_container_appends if {
-	init := object.union(t.container_env(name, [t.env("AWS_REGION", "x")]), {"volumeMounts": [{"name": "other", "mountPath": "/o"}]})
-	pod := t.pod({}, {"initContainers": [t.container("first"), init], "containers": [t.container(name)]})
-	ms := _mutations(pod, t.fixture_sa(t.role), {"awsDefaultRegion": "seattle"})
-	ms[3] == {"op": "json-patch", "patch": [
-		{"op": "add", "path": "/spec/initContainers/1/env/-", "value": t.env("AWS_ROLE_ARN", t.role)},
-		{"op": "add", "path": "/spec/initContainers/1/env/-", "value": t.env("AWS_WEB_IDENTITY_TOKEN_FILE", t.token_file)},
-		{"op": "add", "path": "/spec/initContainers/1/volumeMounts/-", "value": t.web_mount(name).volumeMount},
-	]}
-	count(ms) == 6
 }
 
 # 4. rawPodHasAll: credential, region and STS keys present: container left untouched
@@ -212,10 +197,10 @@ test_fixture_raw_pod_with_init_container if {
 	env := array.concat(t.region_env("seattle"), t.web_env(t.role))
 	_mutations(pod, t.fixture_sa(t.role), {"awsDefaultRegion": "seattle"}) == [
 		t.web_volume(86400),
-		t.add_env("initcontainer", env),
-		t.web_mount("initcontainer"),
-		t.add_env("sidecar", env),
-		t.web_mount("sidecar"),
+		t.init(t.add_env("initcontainer", env)),
+		t.init(t.web_mount("initcontainer")),
+		t.init(t.add_env("sidecar", env)),
+		t.init(t.web_mount("sidecar")),
 		t.add_env(name, env),
 		t.web_mount(name),
 	]
