@@ -46,6 +46,7 @@ type Config struct {
 	// Sources.
 	WatchConfigMap                  bool          `koanf:"watch-config-map"`
 	WatchContainerCredentialsConfig string        `koanf:"watch-container-credentials-config"`
+	WatchNamespaces                 bool          `koanf:"watch-namespaces"`
 	Namespace                       string        `koanf:"namespace"`
 	Kubeconfig                      string        `koanf:"kubeconfig"`
 	KubeAPI                         string        `koanf:"kube-api"`
@@ -140,6 +141,7 @@ func AddClusterFlags(fs *pflag.FlagSet) {
 	fs.String("kube-api", d.KubeAPI, "API server URL override")
 	fs.String("namespace", d.Namespace, "Namespace of the pod-identity-webhook ConfigMap (--watch-config-map) and of bundle ConfigMaps")
 	fs.Bool("watch-config-map", d.WatchConfigMap, "Read ServiceAccount-to-role mappings from the pod-identity-webhook ConfigMap (kOps format)")
+	fs.Bool("watch-namespaces", d.WatchNamespaces, "Give policies the pod's Namespace (namespaceObject); needs list/watch on namespaces")
 }
 
 // AddServeFlags adds the server's own flags.
