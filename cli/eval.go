@@ -230,4 +230,3 @@ type podRef struct {
 		ServiceAccountName string `json:"serviceAccountName"`
 	} `json:"spec"`
 }
-

@@ -239,4 +239,3 @@ func readIdentities(path string) (sources.Identities, error) {
 	}
 	return ids, nil
 }
-
