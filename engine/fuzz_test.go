@@ -1,0 +1,50 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// FuzzLoadBundle feeds arbitrary manifests and Rego through loading and compiling.
+// Nothing may panic, and every failure must be a *LoadError that names the bundle
+// and gives a reason.
+func FuzzLoadBundle(f *testing.F) {
+	manifest, _ := os.ReadFile(filepath.Join("..", "policies", ManifestFile))
+	files, _ := filepath.Glob(filepath.Join("..", "policies", "*.rego"))
+	for _, file := range files {
+		if strings.HasSuffix(file, "_test.rego") {
+			continue
+		}
+		src, _ := os.ReadFile(file)
+		f.Add(string(manifest), string(src))
+	}
+	f.Add(testManifestHead+"policies:\n- name: p\n  rule: data.t.m\n", injectRego)
+	f.Add(testManifestHead+"policies:\n- name: p\n  match:\n  - name: c\n    expression: object.spec.containers.all(c, c.name != '')\n  rule: data.t.m\n", "package t\nm := []\n")
+	f.Add(testManifestHead+"policies:\n- name: p\n  rule: data.t.m\n", "package t\nm := [x] if { x := http.send({}) }\n")
+	f.Add(testManifestHead+"grants:\n  paths: ['/spec/**']\npolicies: [{name: a, rule: data.a.b, onError: deny}]\n", "package a\nb := 1\n")
+	f.Add("apiVersion: [", "package")
+	f.Add(testManifestHead+"policies:\n- name: p\n  match:\n  - name: c\n    expression: '1 +'\n  rule: data.t.m\n", "package t\nm := []\n")
+	f.Fuzz(func(t *testing.T, manifest, rego string) {
+		b, err := LoadMap("configmap ns/fuzz", map[string]string{ManifestFile: manifest, "fuzz.rego": rego})
+		if err == nil {
+			_, err = Compile(context.Background(), []*Bundle{b}, Options{})
+		}
+		if err == nil {
+			return
+		}
+		var le *LoadError
+		if errors.As(err, &le) {
+			if le.Reason == "" {
+				t.Fatalf("a load error without a reason: %#v", le)
+			}
+			return
+		}
+		if !strings.Contains(err.Error(), "configmap ns/fuzz") && err.Error() != "no policy bundles to compile" {
+			t.Fatalf("error does not name the bundle: %v", err)
+		}
+	})
+}
