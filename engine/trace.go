@@ -11,14 +11,14 @@ import (
 // changed and how long it took: what an operator reads to learn why a pod did or did
 // not get its identity.
 type Trace struct {
-	Namespace           string        `json:"namespace"`
-	Pod                 string        `json:"pod"` // name, or generateName followed by "*"
-	ServiceAccount      string        `json:"serviceAccount"`
-	ServiceAccountFound bool          `json:"serviceAccountFound"`
+	Namespace           string `json:"namespace"`
+	Pod                 string `json:"pod"` // name, or generateName followed by "*"
+	ServiceAccount      string `json:"serviceAccount"`
+	ServiceAccountFound bool   `json:"serviceAccountFound"`
 	// ServiceAccountAnnotations are the annotations policies could read.
 	ServiceAccountAnnotations map[string]string `json:"serviceAccountAnnotations,omitempty"`
-	Policies            []PolicyTrace `json:"policies"`
-	Duration            time.Duration `json:"durationNanoseconds"`
+	Policies                  []PolicyTrace     `json:"policies"`
+	Duration                  time.Duration     `json:"durationNanoseconds"`
 }
 
 // PolicyTrace is one policy's part in a decision.
