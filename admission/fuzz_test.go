@@ -126,7 +126,11 @@ func FuzzAdmissionReview(f *testing.F) {
 		}
 		var got, want any
 		_ = json.Unmarshal(applied, &got)
-		own, _ := json.Marshal(d.Result.Object)
+		pod, err := d.Result.Pod()
+		if err != nil {
+			t.Fatalf("Pod(): %v", err)
+		}
+		own, _ := json.Marshal(pod)
 		_ = json.Unmarshal(own, &want)
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("patched pod differs from the engine's pod\npatched: %s\nengine:  %s", applied, own)

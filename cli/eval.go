@@ -208,7 +208,11 @@ func writeEvalOutput(w io.Writer, format string, d *admission.Decision) error {
 		_, err = fmt.Fprintf(w, "%s\n", out)
 		return err
 	}
-	out, err := json.MarshalIndent(d.Result.Object, "", "  ")
+	pod, err := d.Result.Pod()
+	if err != nil {
+		return err
+	}
+	out, err := json.MarshalIndent(pod, "", "  ")
 	if err != nil {
 		return err
 	}

@@ -68,6 +68,9 @@ func newCELCompiler(costLimit uint64) (*celCompiler, error) {
 type compiledCondition struct {
 	MatchCondition
 	program cel.Program
+	// usesObject says the expression reads `object`; objectPaths are the parts it reads.
+	usesObject  bool
+	objectPaths [][]string
 }
 
 // compile type-checks expr, refuses it when its estimated worst-case cost exceeds the
@@ -96,7 +99,9 @@ func (c *celCompiler) compile(mc MatchCondition) (*compiledCondition, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot build its program: %v", err)
 	}
-	return &compiledCondition{MatchCondition: mc, program: prg}, nil
+	native := ast.NativeRep()
+	return &compiledCondition{MatchCondition: mc, program: prg,
+		usesObject: celReferences(native, varObject), objectPaths: celObjectPaths(native)}, nil
 }
 
 // eval runs the condition. A non-bool result is an error, as in Kubernetes.

@@ -35,17 +35,22 @@ type Program struct {
 	bundles  []*Bundle
 	policies []*compiledPolicy
 	opts     Options
+	// proj is what of the pod the policies can read; only that is decoded.
+	proj *projection
 }
 
 type compiledPolicy struct {
-	bundle      *Bundle
-	Policy      Policy
-	conditions  []*compiledCondition
-	rule        rego.PreparedEvalQuery
-	notes       *rego.PreparedEvalQuery
-	params      map[string]any
-	paramsValue ast.Value
-	guard       *guard
+	bundle     *Bundle
+	Policy     Policy
+	conditions []*compiledCondition
+	// conditionsUseObject says some condition reads the pod, which must then be
+	// decoded before matching; otherwise only a match needs it.
+	conditionsUseObject bool
+	rule                rego.PreparedEvalQuery
+	notes               *rego.PreparedEvalQuery
+	params              map[string]any
+	paramsValue         ast.Value
+	guard               *guard
 }
 
 func (cp *compiledPolicy) onError() OnError {
@@ -104,6 +109,7 @@ func Compile(ctx context.Context, bundles []*Bundle, opts Options) (*Program, er
 			prog.policies = append(prog.policies, cp)
 		}
 	}
+	prog.proj = projectionFor(bundles, prog.policies)
 	return prog, nil
 }
 
@@ -121,6 +127,7 @@ func compilePolicy(ctx context.Context, compiler *ast.Compiler, cel *celCompiler
 			return nil, fail(fmt.Sprintf(".match[%d].expression", j), "condition %s: %v", mc.Name, err)
 		}
 		cp.conditions = append(cp.conditions, cc)
+		cp.conditionsUseObject = cp.conditionsUseObject || cc.usesObject
 	}
 	rule, err := prepareRule(ctx, compiler, pol.Rule)
 	if err != nil {
@@ -154,6 +161,7 @@ func prepareRule(ctx context.Context, compiler *ast.Compiler, ref string) (rego.
 // compileModules compiles the bundles' modules (and their tests when withTests) in one
 // compiler, so that bundles can build on each other's rules.
 func compileModules(bundles []*Bundle, withTests bool) (*ast.Compiler, error) {
+	builtins.RegisterRego()
 	modules := map[string]*ast.Module{}
 	owner := map[string]struct {
 		b    *Bundle

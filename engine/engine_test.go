@@ -93,7 +93,11 @@ func checkPatchEquivalence(t *testing.T, original []byte, res *Result) {
 	}
 	var got, want any
 	_ = json.Unmarshal(out, &got)
-	own, _ := json.Marshal(res.Object)
+	pod, err := res.Pod()
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, _ := json.Marshal(pod)
 	_ = json.Unmarshal(own, &want)
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("patch applied by evanphx/json-patch:\n%s\ndiffers from the engine's pod:\n%s", out, own)
@@ -134,10 +138,14 @@ func TestEvaluateMatchAndPatch(t *testing.T) {
 	}
 	checkPatchEquivalence(t, []byte(podJSON), res)
 	// Fields the webhook does not know survive.
-	if v, _ := lookup(res.Object, "spec", "containers", "0", "someNewField"); v != int64(7) {
+	pod, err := res.Pod()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := lookup(pod, "spec", "containers", "0", "someNewField"); v != int64(7) {
 		t.Errorf("unknown container field lost: %v", v)
 	}
-	if v, _ := lookup(res.Object, "spec", "futureField", "keep"); v != true {
+	if v, _ := lookup(pod, "spec", "futureField", "keep"); v != true {
 		t.Errorf("unknown spec field lost: %v", v)
 	}
 	tr := res.Trace.Policies[0]

@@ -30,15 +30,32 @@ type EvalOptions struct {
 
 // Result is the outcome of running every policy over one pod.
 type Result struct {
-	// Patch is the minimal additive JSON Patch that turns the received pod into Object.
+	// Patch is the minimal additive JSON Patch that turns the received pod into Pod().
 	Patch []Op
-	// Object is the pod after all policies.
+	// Object is the part of the pod the policies can read, after all policies; nil
+	// when no policy needed the pod. Pod() gives the whole pod.
 	Object map[string]any
 	// Trace says, per policy, what matched, why, what changed and how long it took.
 	Trace Trace
 	// Denied holds the reason when a policy with onError: deny failed; the pod must
 	// then be rejected.
 	Denied string
+
+	original []byte
+}
+
+// Pod returns the whole pod after all policies: the received pod with Patch applied.
+func (r *Result) Pod() (map[string]any, error) {
+	doc, err := decodeObject(r.original)
+	if err != nil {
+		return nil, &InputError{Field: "object", Reason: err.Error()}
+	}
+	for _, op := range r.Patch {
+		if err := applyOp(doc, op); err != nil {
+			return nil, fmt.Errorf("applying %s %s: %w", op.Op, op.Path, err)
+		}
+	}
+	return doc, nil
 }
 
 // Mutated reports whether the policies changed the pod.
@@ -58,12 +75,12 @@ func (r *Result) Failed() []PolicyTrace {
 // Evaluate runs the program's policies over the request's pod, in order. It fails only
 // on malformed input (an *InputError); policy failures are recorded in the result and
 // handled per the policy's onError.
+//
+// The pod is decoded lazily, and only in the parts the policies can read (the
+// program's projection): a pod that no policy matches, with conditions that do not
+// read the pod, is never decoded.
 func (p *Program) Evaluate(ctx context.Context, req Request, opts EvalOptions) (*Result, error) {
 	start := time.Now()
-	doc, err := decodeObject(req.Object)
-	if err != nil {
-		return nil, &InputError{Field: "object", Reason: err.Error()}
-	}
 	var old any
 	if len(req.OldObject) > 0 {
 		o, err := decodeObject(req.OldObject)
@@ -76,7 +93,8 @@ func (p *Program) Evaluate(ctx context.Context, req Request, opts EvalOptions) (
 	defer cancel()
 
 	in := &requestInput{
-		doc: doc,
+		raw:  req.Object,
+		proj: p.proj,
 		fixed: map[string]any{
 			varOldObject:       old,
 			varRequest:         req.Attributes.toMap(),
@@ -85,14 +103,23 @@ func (p *Program) Evaluate(ctx context.Context, req Request, opts EvalOptions) (
 			varIdentities:      req.Identities.toMap(),
 		},
 	}
-	res := &Result{Trace: Trace{Namespace: req.Attributes.Namespace, Pod: podName(doc),
-		ServiceAccount: serviceAccountName(doc), ServiceAccountFound: req.ServiceAccount != nil}}
+	if opts.Explain {
+		if err := in.decode(); err != nil {
+			return nil, err
+		}
+	}
+	res := &Result{original: req.Object, Trace: Trace{Namespace: req.Attributes.Namespace, Pod: req.Attributes.Name,
+		ServiceAccountFound: req.ServiceAccount != nil}}
 	if req.ServiceAccount != nil {
+		res.Trace.ServiceAccount = req.ServiceAccount.Name
 		res.Trace.ServiceAccountAnnotations = req.ServiceAccount.Annotations
 	}
 	for _, cp := range p.policies {
 		t0 := time.Now()
-		pt := p.runPolicy(ctx, cp, in, opts)
+		pt, err := p.runPolicy(ctx, cp, in, opts)
+		if err != nil {
+			return nil, err
+		}
 		pt.Duration = time.Since(t0)
 		res.Trace.Policies = append(res.Trace.Policies, pt)
 		res.Patch = append(res.Patch, pt.Ops...)
@@ -101,18 +128,37 @@ func (p *Program) Evaluate(ctx context.Context, req Request, opts EvalOptions) (
 			break
 		}
 	}
-	res.Object = in.doc
+	if in.doc != nil {
+		res.Object = in.doc
+		res.Trace.Pod = podName(in.doc)
+		res.Trace.ServiceAccount = serviceAccountName(in.doc)
+	}
 	res.Trace.Duration = time.Since(start)
 	return res, nil
 }
 
-// requestInput holds the policy input for one request. The pod changes as policies
-// apply; the rest is fixed and converted for Rego once.
+// requestInput holds the policy input for one request. The pod is decoded on first
+// use and changes as policies apply; the rest is fixed and converted for Rego once.
 type requestInput struct {
+	raw      []byte
+	proj     *projection
 	doc      map[string]any
 	fixed    map[string]any
 	fixedAST map[string]ast.Value
 	docAST   ast.Value // nil when doc changed since the last conversion
+}
+
+// decode decodes the projected pod if that has not happened yet.
+func (in *requestInput) decode() error {
+	if in.doc != nil {
+		return nil
+	}
+	doc, err := decodeProjected(in.raw, in.proj)
+	if err != nil {
+		return &InputError{Field: "object", Reason: err.Error()}
+	}
+	in.doc = doc
+	return nil
 }
 
 func (in *requestInput) celVars(params map[string]any) map[string]any {
@@ -120,7 +166,7 @@ func (in *requestInput) celVars(params map[string]any) map[string]any {
 	for k, v := range in.fixed {
 		vars[k] = v
 	}
-	vars[varObject] = in.doc
+	vars[varObject] = in.doc // nil when the conditions do not read it
 	vars[varParams] = params
 	return vars
 }
@@ -145,15 +191,22 @@ func (in *requestInput) regoInput(params ast.Value) ast.Value {
 	return obj
 }
 
-func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *requestInput, opts EvalOptions) PolicyTrace {
+// runPolicy evaluates one policy. Its error is only an *InputError from decoding the
+// pod; the policy's own failures are in the trace.
+func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *requestInput, opts EvalOptions) (PolicyTrace, error) {
 	pt := PolicyTrace{Bundle: cp.bundle.Name(), Policy: cp.Policy.Name, OnError: cp.onError()}
-	fail := func(format string, args ...any) PolicyTrace {
+	fail := func(format string, args ...any) (PolicyTrace, error) {
 		pt.Error = fmt.Sprintf(format, args...)
 		pt.Ops = nil
 		pt.Changes = nil
-		return pt
+		return pt, nil
 	}
 
+	if cp.conditionsUseObject {
+		if err := in.decode(); err != nil {
+			return pt, err
+		}
+	}
 	vars := in.celVars(cp.params)
 	pt.Matched = true
 	for _, c := range cp.conditions {
@@ -171,11 +224,14 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 			ct.Params = referencedParams(c.Expression, cp.params)
 			pt.Conditions = append(pt.Conditions, ct)
 			pt.Matched = false
-			return pt
+			return pt, nil
 		}
 		pt.Conditions = append(pt.Conditions, ct)
 	}
 
+	if err := in.decode(); err != nil {
+		return pt, err
+	}
 	input := rego.EvalParsedInput(in.regoInput(cp.paramsValue))
 	rs, err := cp.rule.Eval(ctx, input)
 	if err != nil {
@@ -195,7 +251,7 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 		return fail("rule %s: %v", cp.Policy.Rule, err)
 	}
 	if len(muts) == 0 {
-		return pt
+		return pt, nil
 	}
 	// Apply to a copy so that a failure half-way leaves the pod as it was.
 	mu := &mutator{doc: deepCopy(in.doc).(map[string]any), guard: cp.guard}
@@ -211,7 +267,7 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 		in.doc = mu.doc
 		in.docAST = nil
 	}
-	return pt
+	return pt, nil
 }
 
 // evalNotes evaluates a policy's notes rule; its failure is itself a note, since notes

@@ -28,6 +28,63 @@ func decodeObject(data []byte) (map[string]any, error) {
 	return normalizeNumbers(obj).(map[string]any), nil
 }
 
+// decodeProjected decodes only the parts of a JSON object the projection holds. The
+// whole document is still checked for syntax (by encoding/json), so a malformed pod is
+// reported whatever the projection.
+func decodeProjected(data []byte, p *projection) (map[string]any, error) {
+	if p.all {
+		return decodeObject(data)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) && ute.Field == "" {
+			return nil, fmt.Errorf("must be a JSON object, got %s", ute.Value)
+		}
+		return nil, jsonError(err)
+	}
+	if raw == nil {
+		return nil, errors.New("must be a JSON object, got null")
+	}
+	return projectRaw(raw, p)
+}
+
+func projectRaw(raw map[string]json.RawMessage, p *projection) (map[string]any, error) {
+	out := make(map[string]any, len(p.children))
+	for k, child := range p.children {
+		rm, ok := raw[k]
+		if !ok {
+			continue
+		}
+		v, err := projectValue(rm, child)
+		if err != nil {
+			return nil, err
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func projectValue(rm json.RawMessage, p *projection) (any, error) {
+	trimmed := bytes.TrimLeft(rm, " \t\r\n")
+	if p.all || len(trimmed) == 0 || trimmed[0] != '{' {
+		// A whole subtree, or a non-object where an object was expected (kept as
+		// it is: policies see what was sent).
+		dec := json.NewDecoder(bytes.NewReader(rm))
+		dec.UseNumber()
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return nil, jsonError(err)
+		}
+		return normalizeNumbers(v), nil
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(rm, &raw); err != nil {
+		return nil, jsonError(err)
+	}
+	return projectRaw(raw, p)
+}
+
 // normalizeNumbers replaces json.Number values, in place where it can.
 func normalizeNumbers(v any) any {
 	switch t := v.(type) {

@@ -1,0 +1,303 @@
+package engine
+
+import (
+	"strings"
+
+	celast "github.com/google/cel-go/common/ast"
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// projection is the set of paths of the pod that a program's policies can read: a
+// trie whose nodes are object keys. A node marked all holds its whole subtree.
+//
+// It is computed once per generation from the Rego modules and the CEL conditions, and
+// lets the engine decode and convert only those parts of each pod: a defaulted pod
+// carries managedFields, ownerReferences, tolerations and status that no identity
+// policy reads, and converting them to Rego values was most of the engine's cost.
+// Anything the analysis cannot follow (the whole input, a dynamic key at the top, the
+// object passed to a function) widens the projection, never narrows it.
+type projection struct {
+	all      bool
+	children map[string]*projection
+}
+
+func newProjection() *projection { return &projection{children: map[string]*projection{}} }
+
+// add marks a path; the empty path marks everything below this node.
+func (p *projection) add(path []string) {
+	n := p
+	for _, k := range path {
+		if n.all {
+			return
+		}
+		c, ok := n.children[k]
+		if !ok {
+			c = newProjection()
+			n.children[k] = c
+		}
+		n = c
+	}
+	n.all = true
+	n.children = map[string]*projection{}
+}
+
+// mutatorPaths are what the mutation vocabulary reads and writes: always projected, so
+// that a mutation is computed against the real state of what it changes (a label set
+// on a pod whose labels were not projected would otherwise replace them all).
+var mutatorPaths = [][]string{
+	{"metadata", "labels"}, {"metadata", "annotations"}, {"metadata", "name"},
+	{"metadata", "generateName"}, {"metadata", "namespace"},
+	{"spec", "containers"}, {"spec", "initContainers"}, {"spec", "volumes"},
+	{"spec", "securityContext"}, {"spec", "serviceAccountName"},
+}
+
+// projectionFor analyses a generation: the parsed Rego modules of its bundles, the CEL
+// conditions of its policies and the granted paths.
+func projectionFor(bundles []*Bundle, policies []*compiledPolicy) *projection {
+	p := newProjection()
+	for _, path := range mutatorPaths {
+		p.add(path)
+	}
+	for _, b := range bundles {
+		for _, m := range b.Modules {
+			addRegoRefs(p, m.Parsed)
+		}
+		for _, g := range b.Manifest.Grants.Paths {
+			var prefix []string
+			for _, seg := range strings.Split(strings.TrimPrefix(g, "/"), "/") {
+				if seg == "*" || seg == "**" {
+					break
+				}
+				prefix = append(prefix, seg)
+			}
+			p.add(prefix)
+		}
+	}
+	for _, cp := range policies {
+		for _, c := range cp.conditions {
+			for _, path := range c.objectPaths {
+				p.add(path)
+			}
+		}
+	}
+	return p
+}
+
+// addRegoRefs adds the paths under input.object that a parsed module reads. Parsed,
+// not compiled: compilation rewrites object.get(input.object, ...) through temporaries.
+func addRegoRefs(p *projection, m *ast.Module) {
+	var vis *ast.GenericVisitor
+	objectGet := func(terms []*ast.Term) bool {
+		path, ok := objectGetPath(terms)
+		if !ok {
+			return false
+		}
+		p.add(path)
+		for _, arg := range terms[3:] { // the default, or an output var
+			vis.Walk(arg)
+		}
+		return true
+	}
+	vis = ast.NewGenericVisitor(func(x any) bool {
+		switch v := x.(type) {
+		case *ast.With:
+			return true // `with input... as` only appears in tests
+		case ast.Call:
+			return objectGet(v)
+		case *ast.Expr:
+			if terms, ok := v.Terms.([]*ast.Term); ok && v.IsCall() {
+				return objectGet(terms)
+			}
+		case ast.Ref:
+			if path, ok := inputObjectPath(v); ok {
+				p.add(path)
+			}
+			// Walk the ref's parts but not its head var, which would read as a bare
+			// `input`; a call in head position is walked.
+			if _, isVar := v[0].Value.(ast.Var); !isVar {
+				vis.Walk(v[0])
+			}
+			for _, t := range v[1:] {
+				vis.Walk(t)
+			}
+			return true
+		case ast.Var:
+			if v.Equal(ast.InputRootDocument.Value) {
+				p.add(nil) // input used whole
+			}
+		}
+		return false
+	})
+	vis.Walk(m)
+}
+
+// inputObjectPath returns the constant path under input.object that ref reads: for
+// input.object.spec.containers[_].env it is [spec containers]. It reports false for
+// refs that do not start at input; input alone or input[x] give the whole object.
+func inputObjectPath(ref ast.Ref) ([]string, bool) {
+	if len(ref) == 0 || !ref[0].Equal(ast.InputRootDocument) {
+		return nil, false
+	}
+	if len(ref) == 1 {
+		return nil, true
+	}
+	first, ok := ref[1].Value.(ast.String)
+	if !ok {
+		return nil, true // input[x]: could be the object
+	}
+	if string(first) != varObject {
+		return nil, false
+	}
+	var path []string
+	for _, t := range ref[2:] {
+		s, ok := t.Value.(ast.String)
+		if !ok {
+			break
+		}
+		path = append(path, string(s))
+	}
+	return path, true
+}
+
+// objectGetPath recognises object.get(input.object..., "k" or ["a", "b"], default)
+// and returns the full constant path it reads.
+func objectGetPath(call []*ast.Term) ([]string, bool) {
+	if len(call) < 4 || call[0].String() != "object.get" {
+		return nil, false
+	}
+	ref, ok := call[1].Value.(ast.Ref)
+	if !ok {
+		return nil, false
+	}
+	base, ok := inputObjectPath(ref)
+	if !ok || len(base) != len(ref)-2 { // the ref must be fully constant
+		return nil, false
+	}
+	path := append([]string{}, base...)
+	switch key := call[2].Value.(type) {
+	case ast.String:
+		return append(path, string(key)), true
+	case *ast.Array:
+		for i := 0; i < key.Len(); i++ {
+			s, ok := key.Elem(i).Value.(ast.String)
+			if !ok {
+				return path, true // dynamic part: everything below the constant prefix
+			}
+			path = append(path, string(s))
+		}
+		return path, true
+	}
+	return path, true
+}
+
+// celObjectPaths returns the constant paths under `object` that a checked CEL
+// expression reads; an empty path means the whole object.
+func celObjectPaths(a *celast.AST) [][]string {
+	var paths [][]string
+	var visit func(e celast.Expr, suffix []string)
+	visit = func(e celast.Expr, suffix []string) {
+		switch e.Kind() {
+		case celast.IdentKind:
+			if e.AsIdent() == varObject {
+				paths = append(paths, reverse(suffix))
+			}
+		case celast.SelectKind:
+			sel := e.AsSelect()
+			visit(sel.Operand(), append(append([]string{}, suffix...), sel.FieldName()))
+		case celast.CallKind:
+			call := e.AsCall()
+			// object["key"] is an index call with a constant string.
+			if call.FunctionName() == "_[_]" && len(call.Args()) == 2 && call.Args()[1].Kind() == celast.LiteralKind {
+				if s, ok := call.Args()[1].AsLiteral().Value().(string); ok {
+					visit(call.Args()[0], append(append([]string{}, suffix...), s))
+					return
+				}
+			}
+			if call.IsMemberFunction() {
+				visit(call.Target(), nil)
+			}
+			for _, arg := range call.Args() {
+				visit(arg, nil)
+			}
+		case celast.ListKind:
+			for _, el := range e.AsList().Elements() {
+				visit(el, nil)
+			}
+		case celast.MapKind:
+			for _, en := range e.AsMap().Entries() {
+				me := en.AsMapEntry()
+				visit(me.Key(), nil)
+				visit(me.Value(), nil)
+			}
+		case celast.StructKind:
+			for _, f := range e.AsStruct().Fields() {
+				visit(f.AsStructField().Value(), nil)
+			}
+		case celast.ComprehensionKind:
+			c := e.AsComprehension()
+			visit(c.IterRange(), nil)
+			visit(c.AccuInit(), nil)
+			visit(c.LoopCondition(), nil)
+			visit(c.LoopStep(), nil)
+			visit(c.Result(), nil)
+		}
+	}
+	visit(a.Expr(), nil)
+	return paths
+}
+
+// reverse turns the suffix collected from the outside in into a path.
+func reverse(s []string) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[len(s)-1-i] = v
+	}
+	return out
+}
+
+// celReferences reports whether a checked CEL expression uses a variable at all.
+func celReferences(a *celast.AST, name string) bool {
+	found := false
+	var visit func(e celast.Expr)
+	visit = func(e celast.Expr) {
+		if found {
+			return
+		}
+		switch e.Kind() {
+		case celast.IdentKind:
+			found = e.AsIdent() == name
+		case celast.SelectKind:
+			visit(e.AsSelect().Operand())
+		case celast.CallKind:
+			c := e.AsCall()
+			if c.IsMemberFunction() {
+				visit(c.Target())
+			}
+			for _, a := range c.Args() {
+				visit(a)
+			}
+		case celast.ListKind:
+			for _, el := range e.AsList().Elements() {
+				visit(el)
+			}
+		case celast.MapKind:
+			for _, en := range e.AsMap().Entries() {
+				visit(en.AsMapEntry().Key())
+				visit(en.AsMapEntry().Value())
+			}
+		case celast.StructKind:
+			for _, f := range e.AsStruct().Fields() {
+				visit(f.AsStructField().Value())
+			}
+		case celast.ComprehensionKind:
+			c := e.AsComprehension()
+			visit(c.IterRange())
+			visit(c.AccuInit())
+			visit(c.LoopCondition())
+			visit(c.LoopStep())
+			visit(c.Result())
+		}
+	}
+	visit(a.Expr())
+	return found
+}

@@ -1,0 +1,140 @@
+package engine
+
+import (
+	"context"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/pod-identity-webhook/pod-identity-webhook/policies"
+)
+
+// paths lists a projection's leaves as "a.b" strings ("*" for the whole document).
+func (p *projection) paths() []string {
+	var out []string
+	var walk func(n *projection, prefix []string)
+	walk = func(n *projection, prefix []string) {
+		if n.all {
+			if len(prefix) == 0 {
+				out = append(out, "*")
+			} else {
+				out = append(out, strings.Join(prefix, "."))
+			}
+			return
+		}
+		for k, c := range n.children {
+			walk(c, append(append([]string{}, prefix...), k))
+		}
+	}
+	walk(p, nil)
+	sort.Strings(out)
+	return out
+}
+
+func TestRegoProjection(t *testing.T) {
+	cases := []struct {
+		rego string
+		want []string
+	}{
+		{`m := input.object.metadata.labels["a"]`, []string{"metadata.labels.a"}},
+		{`m := input.object.metadata.labels[x] if x := "a"`, []string{"metadata.labels"}},
+		{`m := [c.env | some c in input.object.spec.containers]`, []string{"spec.containers"}},
+		{`m := object.get(input.object, ["spec", "nodeSelector"], {})`, []string{"spec.nodeSelector"}},
+		{`m := object.get(input.object.metadata, "annotations", {})`, []string{"metadata.annotations"}},
+		{`m := object.get(input.object, ["spec", x], {}) if x := "a"`, []string{"spec"}},
+		{`m := input.object`, []string{"*"}},
+		{`m := input`, []string{"*"}},
+		{`m := input[x] if x := "object"`, []string{"*"}},
+		{`m := input.object[x] if x := "spec"`, []string{"*"}},
+		{`m := input.serviceAccount.metadata.name`, nil},
+		{`m := json.marshal(input.object.spec)`, []string{"spec"}},
+		{`m := count(input.object.spec.volumes) + count(input.object.status.conditions)`, []string{"spec.volumes", "status.conditions"}},
+		{`m := object.get(input.object, "metadata", {}).name`, []string{"metadata"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.rego, func(t *testing.T) {
+			m := ast.MustParseModuleWithOpts("package t\n"+tc.rego, ast.ParserOptions{RegoVersion: ast.RegoV1})
+			p := newProjection()
+			addRegoRefs(p, m)
+			if got := p.paths(); !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("paths = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestCELProjection(t *testing.T) {
+	c, err := newCELCompiler(DefaultCELCostLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		expr       string
+		usesObject bool
+		want       []string
+	}{
+		{`object.spec.containers.exists(x, x.name == 'a')`, true, []string{"spec.containers"}},
+		{`has(object.metadata.labels) && object.metadata.labels['app'] == 'x'`, true, []string{"metadata.labels"}},
+		{`object['spec']['nodeName'] == 'n'`, true, []string{"spec.nodeName"}},
+		{`object.metadata.name.startsWith('x')`, true, []string{"metadata.name"}},
+		{`object == null`, true, []string{"*"}},
+		{`serviceAccount != null && params.x == 'y'`, false, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.expr, func(t *testing.T) {
+			cc, err := c.compile(MatchCondition{Name: "c", Expression: tc.expr})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := newProjection()
+			for _, path := range cc.objectPaths {
+				p.add(path)
+			}
+			if cc.usesObject != tc.usesObject || !reflect.DeepEqual(p.paths(), tc.want) {
+				t.Fatalf("usesObject=%v paths=%v, want %v %v", cc.usesObject, p.paths(), tc.usesObject, tc.want)
+			}
+		})
+	}
+}
+
+// The default bundle reads a handful of pod fields; managedFields, ownerReferences,
+// tolerations and status are never decoded.
+func TestDefaultBundleProjection(t *testing.T) {
+	b, err := LoadFS(policies.FS, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Compile(context.Background(), []*Bundle{b}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"metadata.annotations", "metadata.generateName", "metadata.labels", "metadata.name", "metadata.namespace",
+		"spec.containers", "spec.initContainers", "spec.nodeSelector", "spec.securityContext", "spec.serviceAccountName", "spec.volumes"}
+	if got := p.proj.paths(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("default bundle projection = %v\nwant %v", got, want)
+	}
+	for _, pol := range p.policies {
+		if pol.conditionsUseObject {
+			t.Errorf("policy %s: its conditions read the pod, so unmatched pods get decoded", pol.Policy.Name)
+		}
+	}
+}
+
+// A pod no policy matches is not decoded at all, so even malformed JSON passes.
+func TestUnmatchedPodIsNotDecoded(t *testing.T) {
+	b := bundleOf(t, "policies:\n- name: p\n  match:\n  - {name: has-sa, expression: serviceAccount != null}\n  rule: data.t.m\n",
+		map[string]string{"t.rego": "package t\nm := []\n"})
+	res, err := compileT(t, b).Evaluate(context.Background(), Request{Object: []byte(`{"not": "json"`)}, EvalOptions{})
+	if err != nil || res.Object != nil || res.Mutated() {
+		t.Fatalf("err=%v object=%v", err, res.Object)
+	}
+	// When a policy matches, the malformed pod is reported.
+	_, err = compileT(t, b).Evaluate(context.Background(), Request{Object: []byte(`{"not": "json"`), ServiceAccount: &ServiceAccount{Name: "s"}}, EvalOptions{})
+	var ie *InputError
+	if !asInputError(err, &ie) {
+		t.Fatalf("err = %v, want an InputError", err)
+	}
+}
