@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 
 	"github.com/pod-identity-webhook/pod-identity-webhook/metrics"
 )
@@ -68,7 +69,7 @@ type Options struct {
 // Server is the webhook's TLS server and its plain-HTTP metrics server.
 type Server struct {
 	opts    Options
-	certs   *certWatcher
+	certs   *certwatcher.CertWatcher
 	webhook *http.Server
 	metrics *http.Server
 
@@ -221,13 +222,13 @@ func (s *Server) Run(ctx context.Context) error {
 		wl.Close()
 		return fmt.Errorf("metrics listener: %w", err)
 	}
-	// Watch the certificate before announcing the server, so no change is missed.
-	watchCerts := s.certs.watch()
 	certCtx, stopCerts := context.WithCancel(context.Background())
 	certsDone := make(chan struct{})
 	go func() {
 		defer close(certsDone)
-		watchCerts(certCtx)
+		if err := s.certs.Start(certCtx); err != nil {
+			klog.ErrorS(err, "watching the TLS certificate files failed; the current certificate stays in use")
+		}
 	}()
 	defer func() { stopCerts(); <-certsDone }()
 

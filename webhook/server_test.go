@@ -529,8 +529,8 @@ func TestNewFails(t *testing.T) {
 		wantErr string
 	}{
 		{"no admitter", Options{TLSCert: certPath, TLSKey: keyPath}, "webhook: an Admitter is required"},
-		{"missing cert", Options{Admitter: adm, TLSCert: filepath.Join(dir, "none.crt"), TLSKey: keyPath}, "reading the TLS certificate: open " + dir + "/none.crt: no such file or directory"},
-		{"missing key", Options{Admitter: adm, TLSCert: certPath, TLSKey: filepath.Join(dir, "none.key")}, "reading the TLS key: open " + dir + "/none.key: no such file or directory"},
+		{"missing cert", Options{Admitter: adm, TLSCert: filepath.Join(dir, "none.crt"), TLSKey: keyPath}, "loading the TLS key pair " + dir + "/none.crt, " + keyPath + ": open " + dir + "/none.crt: no such file or directory"},
+		{"missing key", Options{Admitter: adm, TLSCert: certPath, TLSKey: filepath.Join(dir, "none.key")}, "loading the TLS key pair " + certPath + ", " + dir + "/none.key: open " + dir + "/none.key: no such file or directory"},
 		{"key of another cert", Options{Admitter: adm, TLSCert: certPath, TLSKey: mismatched}, "loading the TLS key pair " + certPath + ", " + mismatched + ": tls: private key does not match public key"},
 		{"bad min version", Options{Admitter: adm, TLSCert: certPath, TLSKey: keyPath, TLSMinVersion: "1.4"}, `tls-min-version: unknown TLS version "1.4"`},
 		{"bad cipher", Options{Admitter: adm, TLSCert: certPath, TLSKey: keyPath, TLSCipherSuites: "TLS_AES_128_GCM_SHA256,nope"}, `tls-cipher-suites: unknown cipher suite "nope"`},

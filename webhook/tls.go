@@ -1,18 +1,12 @@
 package webhook
 
 import (
-	"bytes"
-	"context"
 	"crypto/tls"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
-	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 )
 
 var tlsVersions = map[string]uint16{
@@ -76,143 +70,17 @@ func http2Capable(minVersion uint16, suites []uint16) bool {
 }
 
 // certPollInterval is how often the certificate files are re-read whatever fsnotify
-// says, as controller-runtime's certwatcher does: events get lost when a directory is
-// replaced or a volume remounted.
+// says: events get lost when a directory is replaced or a volume remounted.
 var certPollInterval = 10 * time.Second
 
-// certWatcher serves the latest good certificate and key from two files and reloads
-// them when they change. It behaves as controller-runtime's certwatcher.CertWatcher
-// (fail at start if the files cannot be read, reload on fsnotify events and on a poll,
-// keep the last good pair when a reload fails); it is here rather than imported
-// because go.mod does not require controller-runtime.
-//
-// It watches the files' directories rather than the files: Kubernetes Secret and
-// cert-manager volumes swap a ..data symlink, which a watch on the file never sees.
-type certWatcher struct {
-	certPath, keyPath string
-
-	mu       sync.RWMutex
-	cert     *tls.Certificate
-	certPEM  []byte
-	keyPEM   []byte
-	interval time.Duration
-}
-
-func newCertWatcher(certPath, keyPath string) (*certWatcher, error) {
-	w := &certWatcher{certPath: certPath, keyPath: keyPath, interval: certPollInterval}
-	if _, err := w.read(); err != nil {
-		return nil, err
-	}
-	return w, nil
-}
-
-// GetCertificate is tls.Config.GetCertificate.
-func (w *certWatcher) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	w.mu.RLock()
-	defer w.mu.RUnlock()
-	return w.cert, nil
-}
-
-// read loads the pair and swaps it in if it changed; it reports whether it did.
-func (w *certWatcher) read() (bool, error) {
-	certPEM, err := os.ReadFile(w.certPath)
+// newCertWatcher loads the pair (failing at start if it cannot) and returns
+// controller-runtime's watcher, which serves the latest good pair, reloads it on file
+// events (re-adding its watch after the ..data symlink swap of Secret volumes) and on
+// a poll, and keeps the last good pair when a reload fails.
+func newCertWatcher(certPath, keyPath string) (*certwatcher.CertWatcher, error) {
+	w, err := certwatcher.New(certPath, keyPath)
 	if err != nil {
-		return false, fmt.Errorf("reading the TLS certificate: %w", err)
+		return nil, fmt.Errorf("loading the TLS key pair %s, %s: %w", certPath, keyPath, err)
 	}
-	keyPEM, err := os.ReadFile(w.keyPath)
-	if err != nil {
-		return false, fmt.Errorf("reading the TLS key: %w", err)
-	}
-	w.mu.RLock()
-	same := bytes.Equal(certPEM, w.certPEM) && bytes.Equal(keyPEM, w.keyPEM)
-	w.mu.RUnlock()
-	if same {
-		return false, nil
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return false, fmt.Errorf("loading the TLS key pair %s, %s: %w", w.certPath, w.keyPath, err)
-	}
-	w.mu.Lock()
-	w.cert, w.certPEM, w.keyPEM = &cert, certPEM, keyPEM
-	w.mu.Unlock()
-	return true, nil
-}
-
-func (w *certWatcher) reload(trigger string) {
-	changed, err := w.read()
-	switch {
-	case err != nil && trigger == "event":
-		// Expected half-way through a swap (new cert, old key); the next event or
-		// poll reads the finished pair.
-		klog.V(2).InfoS("TLS certificate not reloaded yet", "err", err)
-	case err != nil:
-		klog.ErrorS(err, "TLS certificate reload failed; serving the previous certificate")
-	case changed:
-		klog.InfoS("TLS certificate reloaded", "cert", w.certPath, "key", w.keyPath, "trigger", trigger)
-	}
-}
-
-// watch adds the watches now and returns the loop that serves them, so that a
-// caller can tell the world it is serving only once changes cannot be missed. Without
-// fsnotify it still polls.
-func (w *certWatcher) watch() func(context.Context) {
-	var events <-chan fsnotify.Event
-	var errs <-chan error
-	fw, err := fsnotify.NewWatcher()
-	if err != nil {
-		klog.ErrorS(err, "cannot watch the TLS certificate files; polling them only", "interval", w.interval)
-	} else {
-		for _, dir := range uniqueDirs(w.certPath, w.keyPath) {
-			if err := fw.Add(dir); err != nil {
-				klog.ErrorS(err, "cannot watch a TLS certificate directory; polling it only", "dir", dir, "interval", w.interval)
-			}
-		}
-		events, errs = fw.Events, fw.Errors
-	}
-	// Catch a change between the first read and the watches.
-	w.reload("start")
-
-	return func(ctx context.Context) {
-		if fw != nil {
-			defer fw.Close()
-		}
-		tick := time.NewTicker(w.interval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case ev, ok := <-events:
-				if !ok {
-					events = nil // the watcher died; the ticker goes on
-					continue
-				}
-				if ev.Op != fsnotify.Chmod {
-					w.reload("event")
-				}
-			case err, ok := <-errs:
-				if !ok {
-					errs = nil
-					continue
-				}
-				klog.ErrorS(err, "TLS certificate watch error")
-			case <-tick.C:
-				w.reload("poll")
-			}
-		}
-	}
-}
-
-func uniqueDirs(paths ...string) []string {
-	var dirs []string
-	seen := map[string]bool{}
-	for _, p := range paths {
-		d := filepath.Dir(p)
-		if !seen[d] {
-			seen[d] = true
-			dirs = append(dirs, d)
-		}
-	}
-	return dirs
+	return w.WithWatchInterval(certPollInterval), nil
 }
