@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
 	--image) image=${2:?--image needs a value}; shift 2 ;;
 	--image=*) image=${1#--image=}; shift ;;
 	--) shift; helm_args=("$@"); break ;;
-	-h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	base | site-bundle | watch-namespaces | helm) target=$1; shift ;;
 	*) echo "render.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
