@@ -93,6 +93,12 @@ func ParseRoleMappings(config string) (RoleMappings, []KeyProblem, error) {
 			continue
 		}
 		if len(parts) > 2 {
+			// Keys are visited in sorted order, so "a/b/c" comes after "a/b"; the exact
+			// key wins (upstream's pick depended on map order).
+			if _, exact := raw[parts[0]+"/"+parts[1]]; exact {
+				problems = append(problems, KeyProblem{Key: key, Reason: fmt.Sprintf("skipped: the key %q maps the same ServiceAccount", parts[0]+"/"+parts[1])})
+				continue
+			}
 			problems = append(problems, KeyProblem{Key: key, Reason: fmt.Sprintf("text after the second '/' is ignored: maps ServiceAccount %q in namespace %q", parts[1], parts[0])})
 		}
 		out[parts[0]+"/"+parts[1]] = e
