@@ -66,7 +66,9 @@ func TestEntrySum(t *testing.T) {
 }
 
 func TestSortEntries(t *testing.T) {
-	cm := func(name string, order int64) *entry { return &entry{slot: "configmap:" + name, name: name, order: order} }
+	cm := func(name string, order int64) *entry {
+		return &entry{slot: "configmap:" + name, name: name, order: order}
+	}
 	dir := func(i int) *entry { return &entry{slot: "dir", explicit: true, explicitIndex: i} }
 	es := []*entry{cm("b", 0), dir(2), cm("a", 5), cm("c", -1), dir(0), cm("a0", 0), dir(1)}
 	sortEntries(es)

@@ -89,10 +89,10 @@ func (m *Manager) snapshot() ([]*entry, error) {
 // round is one rebuild: what the slots hold now, what is active, and which slots are
 // held at their active version so far.
 type round struct {
-	opts    Options
-	current []*entry
-	active  map[string]*entry // slot → entry in the active generation
-	deleted map[string]*entry // active slots no longer configured (ConfigMaps deleted)
+	opts      Options
+	current   []*entry
+	active    map[string]*entry // slot → entry in the active generation
+	deleted   map[string]*entry // active slots no longer configured (ConfigMaps deleted)
 	held      map[string]bool
 	builds    map[string]buildResult // by setKey: a set is built at most once per round
 	activeKey string                 // "" before the first generation
