@@ -181,3 +181,14 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("version: exit %d, %q", code, out)
 	}
 }
+
+func TestPartitionForRegion(t *testing.T) {
+	for region, want := range map[string]string{
+		"us-west-2": "aws", "eu-central-1": "aws", "cn-north-1": "aws-cn", "us-gov-west-1": "aws-us-gov",
+		"us-iso-east-1": "aws-iso", "us-isob-east-1": "aws-iso-b", "eusc-de-east-1": "aws-eusc", "": "aws",
+	} {
+		if got := partitionForRegion(region); got != want {
+			t.Errorf("partitionForRegion(%q) = %q, want %q", region, got, want)
+		}
+	}
+}

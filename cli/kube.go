@@ -8,6 +8,8 @@ import (
 	"github.com/pod-identity-webhook/pod-identity-webhook/config"
 )
 
+type kubernetesClient = kubernetes.Interface
+
 // restConfig builds the API client configuration as upstream does: --kubeconfig and
 // --kube-api, else the in-cluster configuration; QPS and burst 50.
 func restConfig(cfg *config.Config) (*rest.Config, error) {
@@ -26,10 +28,14 @@ func restConfig(cfg *config.Config) (*rest.Config, error) {
 	return rc, nil
 }
 
+func kubeClientFor(rc *rest.Config) (kubernetes.Interface, error) {
+	return kubernetes.NewForConfig(rc)
+}
+
 func kubeClient(cfg *config.Config) (kubernetes.Interface, error) {
 	rc, err := restConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return kubernetes.NewForConfig(rc)
+	return kubeClientFor(rc)
 }

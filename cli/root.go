@@ -39,10 +39,14 @@ CEL selects the pods and Rego builds the patch; the embedded default bundle does
 what the Amazon EKS Pod Identity Webhook does.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Only flags, no subcommand: serve, so an upstream Deployment's args work.
+		Args: cobra.NoArgs,
+		RunE: runServe,
 	}
+	addServeFlags(root.Flags())
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newOPACommand(), newVersionCommand(), newEvalCommand(stdin))
+	root.AddCommand(newServeCommand(), newOPACommand(), newVersionCommand(), newEvalCommand(stdin))
 	return root
 }
 

@@ -17,6 +17,8 @@ import (
 	"github.com/knadh/koanf/providers/posflag"
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
+
+	"github.com/pod-identity-webhook/pod-identity-webhook/engine"
 )
 
 // EnvPrefix starts the environment variables that set options: PIW_AWS_DEFAULT_REGION
@@ -243,6 +245,11 @@ func (c *Config) validate() error {
 		return fmt.Errorf("policy-timeout: must be positive, got %s", c.PolicyTimeout)
 	}
 	return nil
+}
+
+// EngineOptions are the policy engine options the configuration asks for.
+func (c *Config) EngineOptions() engine.Options {
+	return engine.Options{Params: c.Params(), EvalTimeout: c.PolicyTimeout, CELCostLimit: c.CELCostLimit}
 }
 
 // Params returns the mutation settings as policy params, named as docs/policies.md

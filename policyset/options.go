@@ -74,7 +74,7 @@ func OptionsFromConfig(cfg *config.Config) Options {
 		Dirs:          append([]string(nil), cfg.Bundles...),
 		Namespace:     cfg.Namespace,
 		Selector:      cfg.BundleConfigMapSelector,
-		Compile:       engine.Options{Params: cfg.Params(), EvalTimeout: cfg.PolicyTimeout, CELCostLimit: cfg.CELCostLimit},
+		Compile:       cfg.EngineOptions(),
 	}
 }
 
