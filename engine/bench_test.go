@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/pod-identity-webhook/pod-identity-webhook/internal/benchdata"
@@ -37,37 +39,58 @@ func defaultProgram(b *testing.B) *Program {
 
 // BenchmarkEvaluate measures the engine alone (decode the pod, CEL, Rego, patch) with
 // the default bundle. "matched": the ServiceAccount has a role (5 env vars and a mount
-// per container, one volume); "unmatched": it has none (no policy applies). Run with
-// -cpu 1 so that garbage collection is charged to the operation.
+// per container, one volume); "unmatched": it has none (no policy applies). "miss"
+// gives every iteration a pod of its own template (another generateName), so the memo
+// never has the answer; "hit" repeats one pod. Run with -cpu 1 so that garbage
+// collection is charged to the operation.
 func BenchmarkEvaluate(b *testing.B) {
-	p := defaultProgram(b)
 	for _, size := range benchdata.Sizes {
-		pod := benchdata.PodJSON(size)
 		for _, matched := range []bool{true, false} {
-			name := string(size) + "/unmatched"
 			sa := &ServiceAccount{Name: benchdata.ServiceAccount, Namespace: benchdata.Namespace, ResourceVersion: "1"}
+			match := "unmatched"
 			if matched {
-				name = string(size) + "/matched"
+				match = "matched"
 				sa.Annotations = map[string]string{
 					"eks.amazonaws.com/role-arn":               benchdata.RoleARN,
 					"eks.amazonaws.com/sts-regional-endpoints": "true",
 					"eks.amazonaws.com/token-expiration":       "86400",
 				}
 			}
-			req := Request{Object: pod, Attributes: PodCreate(benchdata.Namespace, ""), ServiceAccount: sa}
-			b.Run(name, func(b *testing.B) {
-				b.ReportAllocs()
-				b.SetBytes(int64(len(pod)))
-				for i := 0; i < b.N; i++ {
-					res, err := p.Evaluate(context.Background(), req, EvalOptions{})
-					if err != nil {
-						b.Fatal(err)
-					}
-					if res.Mutated() != matched || len(res.Failed()) > 0 {
-						b.Fatalf("mutated=%v failed=%v", res.Mutated(), res.Failed())
-					}
+			for _, hit := range []bool{false, true} {
+				name := string(size) + "/" + match + "/miss"
+				if hit {
+					name = string(size) + "/" + match + "/hit"
 				}
-			})
+				b.Run(name, func(b *testing.B) {
+					p := defaultProgram(b)
+					pods := make([][]byte, b.N)
+					for i := range pods {
+						if hit && i > 0 {
+							pods[i] = pods[0]
+							continue
+						}
+						pod := benchdata.Pod(size)
+						pod["metadata"].(map[string]any)["generateName"] = fmt.Sprintf("payments-api-%d-", i)
+						pods[i], _ = json.Marshal(pod)
+					}
+					if hit { // warm the memo
+						_, _ = p.Evaluate(context.Background(), Request{Object: pods[0], Attributes: PodCreate(benchdata.Namespace, ""), ServiceAccount: sa}, EvalOptions{})
+					}
+					b.ReportAllocs()
+					b.SetBytes(int64(len(pods[0])))
+					b.ResetTimer()
+					for i := 0; i < b.N; i++ {
+						req := Request{Object: pods[i], Attributes: PodCreate(benchdata.Namespace, ""), ServiceAccount: sa}
+						res, err := p.Evaluate(context.Background(), req, EvalOptions{})
+						if err != nil {
+							b.Fatal(err)
+						}
+						if res.Mutated() != matched || len(res.Failed()) > 0 || (matched && res.Trace.Memoized != hit) {
+							b.Fatalf("mutated=%v memoized=%v failed=%v", res.Mutated(), res.Trace.Memoized, res.Failed())
+						}
+					}
+				})
+			}
 		}
 	}
 }

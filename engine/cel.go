@@ -69,8 +69,9 @@ type compiledCondition struct {
 	MatchCondition
 	program cel.Program
 	// usesObject says the expression reads `object`; objectPaths are the parts it reads.
-	usesObject  bool
-	objectPaths [][]string
+	usesObject   bool
+	objectPaths  [][]string
+	requestPaths [][]string
 }
 
 // compile type-checks expr, refuses it when its estimated worst-case cost exceeds the
@@ -101,7 +102,8 @@ func (c *celCompiler) compile(mc MatchCondition) (*compiledCondition, error) {
 	}
 	native := ast.NativeRep()
 	return &compiledCondition{MatchCondition: mc, program: prg,
-		usesObject: celReferences(native, varObject), objectPaths: celObjectPaths(native)}, nil
+		usesObject: celReferences(native, varObject), objectPaths: celPaths(native, varObject),
+		requestPaths: celPaths(native, varRequest)}, nil
 }
 
 // eval runs the condition. A non-bool result is an error, as in Kubernetes.

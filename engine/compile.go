@@ -27,6 +27,9 @@ type Options struct {
 	EvalTimeout time.Duration
 	// CELCostLimit is the per-expression CEL cost limit; zero means DefaultCELCostLimit.
 	CELCostLimit uint64
+	// MemoSize is how many results to remember per program; zero means
+	// DefaultMemoSize, negative disables memoisation.
+	MemoSize int
 }
 
 // Program is a compiled set of bundles: one generation of policy, ready to evaluate
@@ -37,6 +40,8 @@ type Program struct {
 	opts     Options
 	// proj is what of the pod the policies can read; only that is decoded.
 	proj *projection
+	// memo remembers results per pod template; nil when disabled or unsound.
+	memo *memo
 }
 
 type compiledPolicy struct {
@@ -110,6 +115,12 @@ func Compile(ctx context.Context, bundles []*Bundle, opts Options) (*Program, er
 		}
 	}
 	prog.proj = projectionFor(bundles, prog.policies)
+	if opts.MemoSize == 0 {
+		opts.MemoSize = DefaultMemoSize
+	}
+	if !readsRequestUID(bundles, prog.policies) {
+		prog.memo = newMemo(opts.MemoSize)
+	}
 	return prog, nil
 }
 

@@ -95,6 +95,7 @@ func (p *Program) Evaluate(ctx context.Context, req Request, opts EvalOptions) (
 	in := &requestInput{
 		raw:  req.Object,
 		proj: p.proj,
+		req:  &req,
 		fixed: map[string]any{
 			varOldObject:       old,
 			varRequest:         req.Attributes.toMap(),
@@ -103,10 +104,10 @@ func (p *Program) Evaluate(ctx context.Context, req Request, opts EvalOptions) (
 			varIdentities:      req.Identities.toMap(),
 		},
 	}
-	if opts.Explain {
-		if err := in.decode(); err != nil {
-			return nil, err
-		}
+	if !opts.Explain {
+		in.memo = p.memo // explain wants notes, which the memo does not keep
+	} else if err := in.decode(); err != nil {
+		return nil, err
 	}
 	res := &Result{original: req.Object, Trace: Trace{Namespace: req.Attributes.Namespace, Pod: req.Attributes.Name,
 		ServiceAccountFound: req.ServiceAccount != nil}}
@@ -117,6 +118,13 @@ func (p *Program) Evaluate(ctx context.Context, req Request, opts EvalOptions) (
 	for _, cp := range p.policies {
 		t0 := time.Now()
 		pt, err := p.runPolicy(ctx, cp, in, opts)
+		if entry, hit := isMemoHit(err); hit {
+			res.Patch = entry.patch
+			res.Trace.Policies = entry.policies
+			res.Trace.Memoized = true
+			res.Trace.Duration = time.Since(start)
+			return res, nil
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -133,6 +141,9 @@ func (p *Program) Evaluate(ctx context.Context, req Request, opts EvalOptions) (
 		res.Trace.Pod = podName(in.doc)
 		res.Trace.ServiceAccount = serviceAccountName(in.doc)
 	}
+	if in.memoKey != nil {
+		in.memo.put(*in.memoKey, res)
+	}
 	res.Trace.Duration = time.Since(start)
 	return res, nil
 }
@@ -142,18 +153,36 @@ func (p *Program) Evaluate(ctx context.Context, req Request, opts EvalOptions) (
 type requestInput struct {
 	raw      []byte
 	proj     *projection
+	req      *Request
+	memo     *memo    // nil: no memoisation for this evaluation
+	memoKey  *memoKey // set once the pod was hashed
 	doc      map[string]any
 	fixed    map[string]any
 	fixedAST map[string]ast.Value
 	docAST   ast.Value // nil when doc changed since the last conversion
 }
 
-// decode decodes the projected pod if that has not happened yet.
+// decode decodes the projected pod if that has not happened yet. With a memo, it
+// first hashes the projected pod and the fixed inputs: if the memo knows the result,
+// it returns errMemoHit, which ends the evaluation. That is sound at this point
+// because everything evaluated so far (conditions that do not read the pod) depends
+// only on what the key covers.
 func (in *requestInput) decode() error {
 	if in.doc != nil {
 		return nil
 	}
-	doc, err := decodeProjected(in.raw, in.proj)
+	leaves, err := splitProjected(in.raw, in.proj)
+	if err != nil {
+		return &InputError{Field: "object", Reason: err.Error()}
+	}
+	if in.memo != nil {
+		k := keyOf(in.req, leaves)
+		if entry, ok := in.memo.get(k); ok {
+			return errMemoHit{entry: entry}
+		}
+		in.memoKey = &k
+	}
+	doc, err := buildDoc(leaves)
 	if err != nil {
 		return &InputError{Field: "object", Reason: err.Error()}
 	}

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
+
+	gojson "github.com/goccy/go-json"
 )
 
 // decodeObject decodes a JSON object keeping every field, with numbers as int64 when
@@ -28,61 +31,107 @@ func decodeObject(data []byte) (map[string]any, error) {
 	return normalizeNumbers(obj).(map[string]any), nil
 }
 
-// decodeProjected decodes only the parts of a JSON object the projection holds. The
-// whole document is still checked for syntax (by encoding/json), so a malformed pod is
-// reported whatever the projection.
-func decodeProjected(data []byte, p *projection) (map[string]any, error) {
-	if p.all {
-		return decodeObject(data)
-	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(data, &raw); err != nil {
-		var ute *json.UnmarshalTypeError
-		if errors.As(err, &ute) && ute.Field == "" {
-			return nil, fmt.Errorf("must be a JSON object, got %s", ute.Value)
-		}
-		return nil, jsonError(err)
-	}
-	if raw == nil {
-		return nil, errors.New("must be a JSON object, got null")
-	}
-	return projectRaw(raw, p)
+// leaf is one projected subtree of a pod, still as raw JSON.
+type leaf struct {
+	path []string
+	raw  json.RawMessage
 }
 
-func projectRaw(raw map[string]json.RawMessage, p *projection) (map[string]any, error) {
-	out := make(map[string]any, len(p.children))
-	for k, child := range p.children {
-		rm, ok := raw[k]
-		if !ok {
-			continue
+// splitProjected cuts a JSON object along the projection into the raw JSON of each
+// projected subtree, in a deterministic order, without decoding them: enough to hash
+// the pod for the memo, and to decode only what policies read. The whole document is
+// checked for syntax on the way.
+func splitProjected(data []byte, p *projection) ([]leaf, error) {
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	if len(trimmed) == 0 {
+		return nil, errors.New("empty input: expected a JSON object")
+	}
+	if trimmed[0] != '{' {
+		var v any
+		if err := gojson.Unmarshal(data, &v); err != nil {
+			return nil, jsonError(err)
 		}
-		v, err := projectValue(rm, child)
-		if err != nil {
+		return nil, fmt.Errorf("must be a JSON object, got %s", jsonKind(v))
+	}
+	if p.all {
+		if !gojson.Valid(data) {
+			_, err := decodeObject(data) // for encoding/json's precise message
 			return nil, err
 		}
-		out[k] = v
+		return []leaf{{raw: data}}, nil
+	}
+	var out []leaf
+	if err := splitInto(data, p, nil, &out); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
-func projectValue(rm json.RawMessage, p *projection) (any, error) {
-	trimmed := bytes.TrimLeft(rm, " \t\r\n")
-	if p.all || len(trimmed) == 0 || trimmed[0] != '{' {
-		// A whole subtree, or a non-object where an object was expected (kept as
-		// it is: policies see what was sent).
-		dec := json.NewDecoder(bytes.NewReader(rm))
+func splitInto(data []byte, p *projection, path []string, out *[]leaf) error {
+	var raw map[string]json.RawMessage
+	if err := gojson.Unmarshal(data, &raw); err != nil {
+		return jsonError(err)
+	}
+	for _, k := range p.sortedKeys() {
+		rm, ok := raw[k]
+		if !ok {
+			continue
+		}
+		child := p.children[k]
+		childPath := append(path[:len(path):len(path)], k)
+		trimmed := bytes.TrimLeft(rm, " \t\r\n")
+		if child.all || len(trimmed) == 0 || trimmed[0] != '{' {
+			// A whole subtree, or a non-object where an object was expected (kept
+			// as it is: policies see what was sent).
+			*out = append(*out, leaf{path: childPath, raw: rm})
+			continue
+		}
+		if err := splitInto(rm, child, childPath, out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// buildDoc decodes the leaves into one nested object.
+func buildDoc(leaves []leaf) (map[string]any, error) {
+	doc := map[string]any{}
+	for _, l := range leaves {
+		dec := gojson.NewDecoder(bytes.NewReader(l.raw))
 		dec.UseNumber()
 		var v any
 		if err := dec.Decode(&v); err != nil {
 			return nil, jsonError(err)
 		}
-		return normalizeNumbers(v), nil
+		v = normalizeNumbers(v)
+		if len(l.path) == 0 {
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil, fmt.Errorf("must be a JSON object, got %s", jsonKind(v))
+			}
+			return m, nil
+		}
+		parent := doc
+		for _, k := range l.path[:len(l.path)-1] {
+			next, ok := parent[k].(map[string]any)
+			if !ok {
+				next = map[string]any{}
+				parent[k] = next
+			}
+			parent = next
+		}
+		parent[l.path[len(l.path)-1]] = v
 	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(rm, &raw); err != nil {
-		return nil, jsonError(err)
+	return doc, nil
+}
+
+// decodeProjected decodes only the parts of a JSON object the projection holds.
+func decodeProjected(data []byte, p *projection) (map[string]any, error) {
+	leaves, err := splitProjected(data, p)
+	if err != nil {
+		return nil, err
 	}
-	return projectRaw(raw, p)
+	return buildDoc(leaves)
 }
 
 // normalizeNumbers replaces json.Number values, in place where it can.
@@ -131,6 +180,10 @@ func jsonKind(v any) string {
 }
 
 func jsonError(err error) error {
+	var gse *gojson.SyntaxError
+	if errors.As(err, &gse) {
+		return fmt.Errorf("invalid JSON at byte %d: %s", gse.Offset, strings.TrimPrefix(gse.Error(), "json: "))
+	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
 		return fmt.Errorf("invalid JSON at byte %d: %v", se.Offset, se)

@@ -19,9 +19,23 @@ import (
 type projection struct {
 	all      bool
 	children map[string]*projection
+	keys     []string // sorted children keys, see sortedKeys
 }
 
 func newProjection() *projection { return &projection{children: map[string]*projection{}} }
+
+// sortedKeys returns the children's keys in order (see freeze).
+func (p *projection) sortedKeys() []string { return p.keys }
+
+// freeze computes the sorted keys of every node once; the projection is read-only
+// afterwards and read concurrently on every request.
+func (p *projection) freeze() *projection {
+	p.keys = sortedKeys(p.children)
+	for _, c := range p.children {
+		c.freeze()
+	}
+	return p
+}
 
 // add marks a path; the empty path marks everything below this node.
 func (p *projection) add(path []string) {
@@ -80,7 +94,54 @@ func projectionFor(bundles []*Bundle, policies []*compiledPolicy) *projection {
 			}
 		}
 	}
-	return p
+	return p.freeze()
+}
+
+// readsRequestUID reports whether any policy can read the admission request's uid,
+// which differs on every request: the results of such a program are not memoised.
+func readsRequestUID(bundles []*Bundle, policies []*compiledPolicy) bool {
+	for _, b := range bundles {
+		for _, m := range b.Modules {
+			found := false
+			ast.WalkRefs(m.Parsed, func(r ast.Ref) bool {
+				if len(r) == 0 || !r[0].Equal(ast.InputRootDocument) {
+					return false
+				}
+				if len(r) == 1 {
+					found = true // input used whole
+					return true
+				}
+				key, ok := r[1].Value.(ast.String)
+				if !ok {
+					found = true
+					return true
+				}
+				if string(key) != varRequest {
+					return false
+				}
+				if len(r) == 2 {
+					found = true
+					return true
+				}
+				field, ok := r[2].Value.(ast.String)
+				found = found || !ok || string(field) == "uid"
+				return found
+			})
+			if found {
+				return true
+			}
+		}
+	}
+	for _, cp := range policies {
+		for _, c := range cp.conditions {
+			for _, path := range c.requestPaths {
+				if len(path) == 0 || path[0] == "uid" {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // addRegoRefs adds the paths under input.object that a parsed module reads. Parsed,
@@ -190,15 +251,15 @@ func objectGetPath(call []*ast.Term) ([]string, bool) {
 	return path, true
 }
 
-// celObjectPaths returns the constant paths under `object` that a checked CEL
-// expression reads; an empty path means the whole object.
-func celObjectPaths(a *celast.AST) [][]string {
+// celPaths returns the constant paths under the variable that a checked CEL
+// expression reads; an empty path means the whole value.
+func celPaths(a *celast.AST, variable string) [][]string {
 	var paths [][]string
 	var visit func(e celast.Expr, suffix []string)
 	visit = func(e celast.Expr, suffix []string) {
 		switch e.Kind() {
 		case celast.IdentKind:
-			if e.AsIdent() == varObject {
+			if e.AsIdent() == variable {
 				paths = append(paths, reverse(suffix))
 			}
 		case celast.SelectKind:

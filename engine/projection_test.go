@@ -59,6 +59,7 @@ func TestRegoProjection(t *testing.T) {
 			m := ast.MustParseModuleWithOpts("package t\n"+tc.rego, ast.ParserOptions{RegoVersion: ast.RegoV1})
 			p := newProjection()
 			addRegoRefs(p, m)
+			p.freeze()
 			if got := p.paths(); !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("paths = %v, want %v", got, tc.want)
 			}
@@ -93,6 +94,7 @@ func TestCELProjection(t *testing.T) {
 			for _, path := range cc.objectPaths {
 				p.add(path)
 			}
+			p.freeze()
 			if cc.usesObject != tc.usesObject || !reflect.DeepEqual(p.paths(), tc.want) {
 				t.Fatalf("usesObject=%v paths=%v, want %v %v", cc.usesObject, p.paths(), tc.usesObject, tc.want)
 			}

@@ -18,7 +18,10 @@ type Trace struct {
 	// ServiceAccountAnnotations are the annotations policies could read.
 	ServiceAccountAnnotations map[string]string `json:"serviceAccountAnnotations,omitempty"`
 	Policies                  []PolicyTrace     `json:"policies"`
-	Duration                  time.Duration     `json:"durationNanoseconds"`
+	// Memoized says the result came from the memo: an earlier identical evaluation.
+	// The policy traces (and durations) are that evaluation's.
+	Memoized bool          `json:"memoized,omitempty"`
+	Duration time.Duration `json:"durationNanoseconds"`
 }
 
 // PolicyTrace is one policy's part in a decision.

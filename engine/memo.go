@@ -1,0 +1,162 @@
+package engine
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"hash"
+	"sort"
+	"strconv"
+
+	"k8s.io/utils/lru"
+)
+
+// DefaultMemoSize is how many results a program remembers: pods created from one
+// template (a Deployment's replicas, a Job's pods) share one entry.
+const DefaultMemoSize = 4096
+
+// memo remembers the results of whole evaluations, keyed by a hash of everything a
+// program's policies can read: the projected pod (as raw JSON), the request's
+// attributes except its uid, the ServiceAccount (with its resourceVersion), the
+// Namespace, the identities and the old object. The params are fixed per program, and
+// the memo lives in the program, so a new generation starts empty.
+//
+// It is sound because policies are pure: the sandbox forbids clocks, randomness and
+// the network, the jitter is a hash of the pod, and a program whose policies read the
+// request uid gets no memo. Results in which a policy failed are not remembered, so a
+// transient failure (the deadline on a loaded machine) is retried next time.
+type memo struct {
+	cache *lru.Cache
+}
+
+type memoEntry struct {
+	patch    []Op
+	policies []PolicyTrace
+}
+
+type memoKey [sha256.Size]byte
+
+// errMemoHit stops an evaluation whose result the memo already has.
+type errMemoHit struct{ entry *memoEntry }
+
+func (errMemoHit) Error() string { return "memo hit" }
+
+func newMemo(size int) *memo {
+	if size <= 0 {
+		return nil
+	}
+	return &memo{cache: lru.New(size)}
+}
+
+func (m *memo) get(k memoKey) (*memoEntry, bool) {
+	v, ok := m.cache.Get(k)
+	if !ok {
+		return nil, false
+	}
+	return v.(*memoEntry), true
+}
+
+func (m *memo) put(k memoKey, res *Result) {
+	for _, p := range res.Trace.Policies {
+		if p.Error != "" {
+			return
+		}
+	}
+	if res.Denied != "" {
+		return
+	}
+	m.cache.Add(k, &memoEntry{patch: res.Patch, policies: res.Trace.Policies})
+}
+
+// keyOf hashes the inputs of one evaluation; leaves is the projected pod.
+func keyOf(req *Request, leaves []leaf) memoKey {
+	h := sha256.New()
+	w := keyWriter{h: h}
+	w.str("pod")
+	w.int(len(leaves))
+	for _, l := range leaves {
+		w.strs(l.path)
+		w.bytes(l.raw)
+	}
+	w.bytes(req.OldObject)
+	a := req.Attributes
+	w.strs([]string{a.Kind.Group, a.Kind.Version, a.Kind.Kind, a.Resource.Group, a.Resource.Version, a.Resource.Resource,
+		a.SubResource, a.Name, a.Namespace, a.Operation, a.UserInfo.Username, a.UserInfo.UID, strconv.FormatBool(a.DryRun)})
+	w.strs(a.UserInfo.Groups)
+	if sa := req.ServiceAccount; sa != nil {
+		w.strs([]string{"sa", sa.Namespace, sa.Name, sa.UID, sa.ResourceVersion})
+		w.stringMap(sa.Labels)
+		w.stringMap(sa.Annotations)
+	} else {
+		w.str("no sa")
+	}
+	if ns := req.Namespace; ns != nil {
+		w.strs([]string{"ns", ns.Name})
+		w.stringMap(ns.Labels)
+		w.stringMap(ns.Annotations)
+	} else {
+		w.str("no ns")
+	}
+	if cc := req.Identities.ContainerCredentials; cc != nil {
+		w.strs([]string{"cc", cc.Namespace, cc.ServiceAccount})
+	} else {
+		w.str("no cc")
+	}
+	if cm := req.Identities.ConfigMap; cm != nil {
+		w.strs([]string{"cm", cm.Key, strconv.FormatBool(cm.Wildcard), cm.RoleARN, cm.Audience,
+			strconv.FormatBool(cm.UseRegionalSTS), strconv.FormatInt(cm.TokenExpiration, 10)})
+	} else {
+		w.str("no cm")
+	}
+	var k memoKey
+	h.Sum(k[:0])
+	return k
+}
+
+// keyWriter writes length-prefixed fields, so that no two inputs hash alike by
+// shifting bytes from one field to the next.
+type keyWriter struct{ h hash.Hash }
+
+func (w keyWriter) int(n int) {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], uint64(n))
+	w.h.Write(b[:])
+}
+
+func (w keyWriter) bytes(b []byte) {
+	w.int(len(b))
+	w.h.Write(b)
+}
+
+func (w keyWriter) str(s string) {
+	w.int(len(s))
+	w.h.Write([]byte(s))
+}
+
+func (w keyWriter) strs(ss []string) {
+	w.int(len(ss))
+	for _, s := range ss {
+		w.str(s)
+	}
+}
+
+func (w keyWriter) stringMap(m map[string]string) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	w.int(len(keys))
+	for _, k := range keys {
+		w.str(k)
+		w.str(m[k])
+	}
+}
+
+func isMemoHit(err error) (*memoEntry, bool) {
+	var hit errMemoHit
+	if errors.As(err, &hit) {
+		return hit.entry, true
+	}
+	return nil, false
+}
