@@ -40,7 +40,9 @@ e2e: build ## End-to-end tests on a real kube-apiserver and etcd (built once, th
 	KUBEBINS_DIR="$$(test/kubebins/build.sh)" WEBHOOK_BIN="$(CURDIR)/$(BIN)" \
 		$(GO) test -count=1 -timeout 30m -v ./test/e2e/ 2>&1 | tee /tmp/pod-identity-webhook-e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' || (tail -n 80 /tmp/pod-identity-webhook-e2e.log; exit 1)
 
-bench: ## Benchmarks, one core so garbage collection is charged to each operation
+BENCHCOUNT ?= 5
+bench: ## Benchmarks on one core (GC charged to each op): handler vs plain-Go reference, interleaved BENCHCOUNT rounds, then the engine
+	BENCHCOUNT=$(BENCHCOUNT) BENCHTIME=$(BENCHTIME) GO=$(GO) test/bench/ratios.sh
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 -benchtime $(BENCHTIME) ./engine/
 
 fuzz: ## Run every fuzz target for FUZZTIME (default 30s)
