@@ -164,6 +164,7 @@ func SimplePod(ns, name, serviceAccount string) *corev1.Pod {
 // on https://127.0.0.1:<Port><Path>. Zero fields get the defaults noted.
 type WebhookRegistration struct {
 	Name                    string // default: derived from the test name
+	WebhookName             string // the webhook's name in the configuration; default pod-identity-webhook.amazonaws.com
 	Port                    int    // required
 	Path                    string // default /mutate
 	CABundle                []byte // default: the harness webhook CA
@@ -235,7 +236,7 @@ func (c *Cluster) RegisterWebhook(t testing.TB, r WebhookRegistration) *admissio
 	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name:                    "pod-identity-webhook.amazonaws.com",
+			Name:                    def(r.WebhookName, "pod-identity-webhook.amazonaws.com"),
 			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: ca},
 			Rules:                   []admissionregistrationv1.RuleWithOperations{{Operations: ops, Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}, Scope: &scope}}},
 			FailurePolicy:           &failure,
