@@ -51,7 +51,11 @@ type Manifest struct {
 	Description string         `json:"description,omitempty"`
 	Params      map[string]any `json:"params,omitempty"`
 	Grants      Grants         `json:"grants,omitempty"`
-	Policies    []Policy       `json:"policies,omitempty"`
+	// ServiceAccountRules are rules that depend only on the ServiceAccount, the
+	// identities, the params and the namespace: evaluated once per ServiceAccount
+	// version rather than per pod (see engine/sarules.go).
+	ServiceAccountRules []string `json:"serviceAccountRules,omitempty"`
+	Policies            []Policy `json:"policies,omitempty"`
 }
 
 // Grants widen what a bundle's policies may change beyond the default guardrails.
@@ -238,6 +242,11 @@ func validateManifest(m *Manifest) *LoadError {
 		}
 		if idx := strings.Index(p, "**"); idx >= 0 && idx != len(p)-2 {
 			return fail(fmt.Sprintf("grants.paths[%d]", i), "'**' may only end a pattern, got %q", p)
+		}
+	}
+	for i, r := range m.ServiceAccountRules {
+		if err := validateRuleRef(r); err != "" {
+			return fail(fmt.Sprintf("serviceAccountRules[%d]", i), "%s", err)
 		}
 	}
 	seen := map[string]int{}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"k8s.io/utils/lru"
 
 	"github.com/pod-identity-webhook/pod-identity-webhook/builtins"
 )
@@ -38,10 +39,13 @@ type Program struct {
 	bundles  []*Bundle
 	policies []*compiledPolicy
 	opts     Options
-	// proj is what of the pod the policies can read; only that is decoded.
-	proj *projection
+	// proj is what of the pod is decoded; regoProj what of it goes into the Rego
+	// input (see projectionsFor).
+	proj, regoProj *projection
 	// memo remembers results per pod template; nil when disabled or unsound.
 	memo *memo
+	// derived caches the values of ServiceAccount rules; nil when there are none.
+	derived *derivedCache
 }
 
 type compiledPolicy struct {
@@ -53,9 +57,13 @@ type compiledPolicy struct {
 	conditionsUseObject bool
 	rule                rego.PreparedEvalQuery
 	notes               *rego.PreparedEvalQuery
-	params              map[string]any
-	paramsValue         ast.Value
-	guard               *guard
+	// derived are the bundle's ServiceAccount rules this policy gets as values, and
+	// ruleWithDerived its rule prepared to take them (see sarules.go).
+	derived         []*serviceAccountRule
+	ruleWithDerived rego.PreparedEvalQuery
+	params          map[string]any
+	paramsValue     ast.Value
+	guard           *guard
 }
 
 func (cp *compiledPolicy) onError() OnError {
@@ -104,17 +112,32 @@ func Compile(ctx context.Context, bundles []*Bundle, opts Options) (*Program, er
 		return nil, err
 	}
 	prog := &Program{bundles: bundles, opts: opts}
+	nDerived := 0
 	for _, b := range bundles {
 		g := newGuard(b.Manifest.Grants)
+		derived, err := compileServiceAccountRules(ctx, compiler, b, opts.Params, nDerived)
+		if err != nil {
+			return nil, err
+		}
+		nDerived += len(derived)
 		for i, pol := range b.Manifest.Policies {
 			cp, err := compilePolicy(ctx, compiler, cel, b, i, pol, opts.Params, g)
 			if err != nil {
 				return nil, err
 			}
+			if len(derived) > 0 && len(pol.Params) == 0 {
+				cp.derived = derived
+				if cp.ruleWithDerived, err = prepareWithDerived(ctx, compiler, pol.Rule, derived); err != nil {
+					return nil, &LoadError{Source: b.Source, File: ManifestFile, Field: fmt.Sprintf("policies[%d].rule", i), Reason: err.Error()}
+				}
+			}
 			prog.policies = append(prog.policies, cp)
 		}
 	}
-	prog.proj = projectionFor(bundles, prog.policies)
+	if nDerived > 0 {
+		prog.derived = &derivedCache{cache: lru.New(DefaultServiceAccountRuleCacheSize)}
+	}
+	prog.proj, prog.regoProj = projectionsFor(compiler, bundles, prog.policies)
 	if opts.MemoSize == 0 {
 		opts.MemoSize = DefaultMemoSize
 	}

@@ -93,9 +93,10 @@ func (p *Program) Evaluate(ctx context.Context, req Request, opts EvalOptions) (
 	defer cancel()
 
 	in := &requestInput{
-		raw:  req.Object,
-		proj: p.proj,
-		req:  &req,
+		raw:      req.Object,
+		proj:     p.proj,
+		regoProj: p.regoProj,
+		req:      &req,
 		fixed: map[string]any{
 			varOldObject:       old,
 			varRequest:         req.Attributes.toMap(),
@@ -106,8 +107,12 @@ func (p *Program) Evaluate(ctx context.Context, req Request, opts EvalOptions) (
 	}
 	if !opts.Explain {
 		in.memo = p.memo // explain wants notes, which the memo does not keep
-	} else if err := in.decode(); err != nil {
-		return nil, err
+	} else {
+		// Notes rules may read anything of the pod: decode and convert all of it.
+		in.proj, in.regoProj = allProjection(), allProjection()
+		if err := in.decode(); err != nil {
+			return nil, err
+		}
 	}
 	res := &Result{original: req.Object, Trace: Trace{Namespace: req.Attributes.Namespace, Pod: req.Attributes.Name,
 		ServiceAccountFound: req.ServiceAccount != nil}}
@@ -152,7 +157,10 @@ func (p *Program) Evaluate(ctx context.Context, req Request, opts EvalOptions) (
 // use and changes as policies apply; the rest is fixed and converted for Rego once.
 type requestInput struct {
 	raw      []byte
+	leaves   []leaf // the projected pod as raw JSON, to rebuild doc after a failure
+	applied  []Op   // the operations applied to doc so far
 	proj     *projection
+	regoProj *projection
 	req      *Request
 	memo     *memo    // nil: no memoisation for this evaluation
 	memoKey  *memoKey // set once the pod was hashed
@@ -160,6 +168,7 @@ type requestInput struct {
 	fixed    map[string]any
 	fixedAST map[string]ast.Value
 	docAST   ast.Value // nil when doc changed since the last conversion
+	indexAST ast.Value // input.index; nil with docAST
 }
 
 // decode decodes the projected pod if that has not happened yet. With a memo, it
@@ -186,8 +195,24 @@ func (in *requestInput) decode() error {
 	if err != nil {
 		return &InputError{Field: "object", Reason: err.Error()}
 	}
-	in.doc = doc
+	in.doc, in.leaves = doc, leaves
 	return nil
+}
+
+// restore rebuilds doc as it was before a failed policy: decoded again, with the
+// operations of the policies before it. Cheaper than copying the pod before every
+// policy, since failures are rare.
+func (in *requestInput) restore() {
+	doc, err := buildDoc(in.leaves)
+	if err != nil {
+		panic("engine: re-decoding a pod that decoded before: " + err.Error())
+	}
+	for _, op := range in.applied {
+		if err := applyOp(doc, op); err != nil {
+			panic("engine: re-applying " + op.Path + ": " + err.Error())
+		}
+	}
+	in.doc, in.docAST, in.indexAST = doc, nil, nil
 }
 
 func (in *requestInput) celVars(params map[string]any) map[string]any {
@@ -200,18 +225,26 @@ func (in *requestInput) celVars(params map[string]any) map[string]any {
 	return vars
 }
 
-func (in *requestInput) regoInput(params ast.Value) ast.Value {
+// fixedValue returns one fixed input as a Rego value, converting it on first use.
+func (in *requestInput) fixedValue(name string) ast.Value {
 	if in.fixedAST == nil {
 		in.fixedAST = make(map[string]ast.Value, len(in.fixed))
 		for k, v := range in.fixed {
 			in.fixedAST[k] = mustValue(v)
 		}
 	}
+	return in.fixedAST[name]
+}
+
+func (in *requestInput) regoInput(params ast.Value) ast.Value {
+	in.fixedValue(varRequest)
 	if in.docAST == nil {
-		in.docAST = mustValue(in.doc)
+		in.docAST = mustValue(in.regoProj.project(in.doc))
+		in.indexAST = buildIndex(in.doc)
 	}
 	obj := ast.NewObject(
 		ast.Item(ast.StringTerm(varObject), ast.NewTerm(in.docAST)),
+		ast.Item(ast.StringTerm(varIndex), ast.NewTerm(in.indexAST)),
 		ast.Item(ast.StringTerm(varParams), ast.NewTerm(params)),
 	)
 	for k, v := range in.fixedAST {
@@ -261,8 +294,14 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 	if err := in.decode(); err != nil {
 		return pt, err
 	}
-	input := rego.EvalParsedInput(in.regoInput(cp.paramsValue))
-	rs, err := cp.rule.Eval(ctx, input)
+	inputValue := in.regoInput(cp.paramsValue)
+	input := rego.EvalParsedInput(inputValue)
+	query := cp.rule
+	if derived, ok := p.derivedValues(ctx, cp, in); ok {
+		inputValue.(ast.Object).Insert(ast.StringTerm(derivedInputKey), ast.NewTerm(derived))
+		query = cp.ruleWithDerived
+	}
+	rs, err := query.Eval(ctx, input)
 	if err != nil {
 		return fail("rule %s: %s", cp.Policy.Rule, deadlineReason(ctx, err))
 	}
@@ -282,21 +321,41 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 	if len(muts) == 0 {
 		return pt, nil
 	}
-	// Apply to a copy so that a failure half-way leaves the pod as it was.
-	mu := &mutator{doc: deepCopy(in.doc).(map[string]any), guard: cp.guard}
+	// Applied in place; a failure half-way restores the pod as it was.
+	mu := &mutator{doc: in.doc, guard: cp.guard}
 	for i, m := range muts {
 		a, err := mu.apply(m)
+		pt.Ops = append(pt.Ops, a.ops...)
 		if err != nil {
+			if len(pt.Ops) > 0 {
+				in.restore()
+			}
 			return fail("mutation %d: %v", i, err)
 		}
-		pt.Ops = append(pt.Ops, a.ops...)
 		pt.Changes = append(pt.Changes, a.description)
 	}
 	if len(pt.Ops) > 0 {
-		in.doc = mu.doc
-		in.docAST = nil
+		in.applied = append(in.applied, pt.Ops...)
+		in.docAST, in.indexAST = nil, nil
 	}
 	return pt, nil
+}
+
+// derivedValues returns the policy's ServiceAccount rule values as the object passed
+// in input.__derived, or false when the policy must be evaluated as written.
+func (p *Program) derivedValues(ctx context.Context, cp *compiledPolicy, in *requestInput) (ast.Value, bool) {
+	if len(cp.derived) == 0 {
+		return nil, false
+	}
+	obj := ast.NewObject()
+	for _, r := range cp.derived {
+		v, ok := p.derived.value(ctx, r, in)
+		if !ok {
+			return nil, false
+		}
+		obj.Insert(ast.StringTerm(fmt.Sprintf("r%d", r.id)), ast.NewTerm(v))
+	}
+	return obj, true
 }
 
 // evalNotes evaluates a policy's notes rule; its failure is itself a note, since notes

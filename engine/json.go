@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 
 	gojson "github.com/goccy/go-json"
@@ -33,8 +34,9 @@ func decodeObject(data []byte) (map[string]any, error) {
 
 // leaf is one projected subtree of a pod, still as raw JSON.
 type leaf struct {
-	path []string
-	raw  json.RawMessage
+	path   []string
+	raw    json.RawMessage
+	fields []string // decode each element of this array in these fields only; nil: all
 }
 
 // splitProjected cuts a JSON object along the projection into the raw JSON of each
@@ -90,20 +92,73 @@ func splitInto(data []byte, p *projection, path []string, out *[]leaf) error {
 			return err
 		}
 	}
+	for _, k := range p.shallowKeys {
+		if rm, ok := raw[k]; ok {
+			*out = append(*out, leaf{path: append(path[:len(path):len(path)], k), raw: rm, fields: p.shallow[k]})
+		}
+	}
 	return nil
+}
+
+// decodeShallow decodes a list of objects, each in the given fields only: the other
+// fields keep their raw JSON (a json.RawMessage), opaque to the engine.
+func decodeShallow(raw json.RawMessage, fields []string) (any, error) {
+	var elems []json.RawMessage
+	if err := gojson.Unmarshal(raw, &elems); err != nil || elems == nil {
+		// Not a list, or null: keep the value as sent, fully decoded.
+		return decodeValue(raw)
+	}
+	out := make([]any, len(elems))
+	for i, e := range elems {
+		var obj map[string]json.RawMessage
+		if err := gojson.Unmarshal(e, &obj); err != nil || obj == nil {
+			v, err := decodeValue(e)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = v
+			continue
+		}
+		m := make(map[string]any, len(obj))
+		for k, v := range obj {
+			if slices.Contains(fields, k) {
+				dv, err := decodeValue(v)
+				if err != nil {
+					return nil, err
+				}
+				m[k] = dv
+			} else {
+				m[k] = v
+			}
+		}
+		out[i] = m
+	}
+	return out, nil
+}
+
+// decodeValue decodes any JSON value, numbers normalised.
+func decodeValue(raw json.RawMessage) (any, error) {
+	var v any
+	if err := gojson.Unmarshal(raw, &v); err != nil {
+		return nil, jsonError(err)
+	}
+	return normalizeNumbers(v), nil
 }
 
 // buildDoc decodes the leaves into one nested object.
 func buildDoc(leaves []leaf) (map[string]any, error) {
 	doc := map[string]any{}
 	for _, l := range leaves {
-		dec := gojson.NewDecoder(bytes.NewReader(l.raw))
-		dec.UseNumber()
 		var v any
-		if err := dec.Decode(&v); err != nil {
-			return nil, jsonError(err)
+		var err error
+		if l.fields != nil {
+			v, err = decodeShallow(l.raw, l.fields)
+		} else {
+			v, err = decodeValue(l.raw)
 		}
-		v = normalizeNumbers(v)
+		if err != nil {
+			return nil, err
+		}
 		if len(l.path) == 0 {
 			m, ok := v.(map[string]any)
 			if !ok {
@@ -145,6 +200,11 @@ func normalizeNumbers(v any) any {
 	case []any:
 		for i, e := range t {
 			t[i] = normalizeNumbers(e)
+		}
+		return t
+	case float64:
+		if t == math.Trunc(t) && math.Abs(t) < 1<<53 {
+			return int64(t)
 		}
 		return t
 	case json.Number:

@@ -83,6 +83,16 @@ func keyOf(req *Request, leaves []leaf) memoKey {
 	w.strs([]string{a.Kind.Group, a.Kind.Version, a.Kind.Kind, a.Resource.Group, a.Resource.Version, a.Resource.Resource,
 		a.SubResource, a.Name, a.Namespace, a.Operation, a.UserInfo.Username, a.UserInfo.UID, strconv.FormatBool(a.DryRun)})
 	w.strs(a.UserInfo.Groups)
+	writeServiceAccountInputs(w, req)
+	var k memoKey
+	h.Sum(k[:0])
+	return k
+}
+
+// writeServiceAccountInputs writes what is known per ServiceAccount: the
+// ServiceAccount (its resourceVersion changes with every update), the Namespace and
+// the identities.
+func writeServiceAccountInputs(w keyWriter, req *Request) {
 	if sa := req.ServiceAccount; sa != nil {
 		w.strs([]string{"sa", sa.Namespace, sa.Name, sa.UID, sa.ResourceVersion})
 		w.stringMap(sa.Labels)
@@ -108,9 +118,6 @@ func keyOf(req *Request, leaves []leaf) memoKey {
 	} else {
 		w.str("no cm")
 	}
-	var k memoKey
-	h.Sum(k[:0])
-	return k
 }
 
 // keyWriter writes length-prefixed fields, so that no two inputs hash alike by

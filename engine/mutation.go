@@ -111,7 +111,7 @@ func (mu *mutator) apply(m map[string]any) (applied, error) {
 		ops, desc, err = mu.jsonPatch(m)
 	}
 	if err != nil {
-		return applied{}, fmt.Errorf("%s: %w", kind, err)
+		return applied{ops: ops}, fmt.Errorf("%s: %w", kind, err)
 	}
 	return applied{ops: ops, description: desc}, nil
 }

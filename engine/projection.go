@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"strconv"
 	"strings"
 
 	celast "github.com/google/cel-go/common/ast"
@@ -20,6 +21,11 @@ type projection struct {
 	all      bool
 	children map[string]*projection
 	keys     []string // sorted children keys, see sortedKeys
+	// shallow lists arrays of objects (by key) that only the mutation vocabulary
+	// needs: each element is decoded in the listed fields only, the others stay raw
+	// JSON the engine never looks into. A key also in children is decoded fully.
+	shallow     map[string][]string
+	shallowKeys []string
 }
 
 func newProjection() *projection { return &projection{children: map[string]*projection{}} }
@@ -31,6 +37,12 @@ func (p *projection) sortedKeys() []string { return p.keys }
 // afterwards and read concurrently on every request.
 func (p *projection) freeze() *projection {
 	p.keys = sortedKeys(p.children)
+	p.shallowKeys = nil
+	for _, k := range sortedKeys(p.shallow) {
+		if _, full := p.children[k]; !full && !p.all {
+			p.shallowKeys = append(p.shallowKeys, k)
+		}
+	}
 	for _, c := range p.children {
 		c.freeze()
 	}
@@ -61,21 +73,58 @@ func (p *projection) add(path []string) {
 var mutatorPaths = [][]string{
 	{"metadata", "labels"}, {"metadata", "annotations"}, {"metadata", "name"},
 	{"metadata", "generateName"}, {"metadata", "namespace"},
-	{"spec", "containers"}, {"spec", "initContainers"}, {"spec", "volumes"},
 	{"spec", "securityContext"}, {"spec", "serviceAccountName"},
 }
 
-// projectionFor analyses a generation: the parsed Rego modules of its bundles, the CEL
-// conditions of its policies and the granted paths.
-func projectionFor(bundles []*Bundle, policies []*compiledPolicy) *projection {
-	p := newProjection()
-	for _, path := range mutatorPaths {
-		p.add(path)
+// mutatorShallow are the lists the vocabulary reads element by element: a container's
+// name and the lists it appends to, a volume's name (and its source type, which the
+// guard reads from the keys).
+var mutatorShallow = map[string][]string{
+	"containers":     {"name", "env", "envFrom", "volumeMounts"},
+	"initContainers": {"name", "env", "envFrom", "volumeMounts"},
+	"volumes":        {"name"},
+}
+
+// projectionsFor analyses a generation. It returns what of the pod to decode (what the
+// mutation vocabulary needs, what CEL conditions read, the granted paths, and what the
+// Rego rules read) and, within that, what to convert into the Rego input: only what
+// the rules admission evaluates (the policies' rules and the declared ServiceAccount
+// rules) can reach through the rule dependency graph. A notes rule that reads whole
+// containers therefore costs nothing at admission; explain mode decodes the whole pod.
+func projectionsFor(c *ast.Compiler, bundles []*Bundle, policies []*compiledPolicy) (decode, rego *projection) {
+	rego = newProjection()
+	var roots []ast.Ref
+	for _, cp := range policies {
+		roots = append(roots, ast.MustParseRef(cp.Policy.Rule))
 	}
+	parsed := map[string]*ast.Rule{}
 	for _, b := range bundles {
-		for _, m := range b.Modules {
-			addRegoRefs(p, m.Parsed)
+		for _, r := range b.Manifest.ServiceAccountRules {
+			roots = append(roots, ast.MustParseRef(r))
 		}
+		for _, m := range b.Modules {
+			for _, r := range m.Parsed.Rules {
+				for e := r; e != nil; e = e.Else { // else branches are rules of their own
+					parsed[locationKey(e.Location)] = e
+				}
+			}
+		}
+	}
+	for _, r := range reachableRules(c, roots) {
+		if pr, ok := parsed[locationKey(r.Location)]; ok {
+			addRegoRefs(rego, pr)
+		} else {
+			addRegoRefs(rego, r) // compiled form: coarser, never narrower
+		}
+	}
+
+	decode = newProjection()
+	for _, path := range mutatorPaths {
+		decode.add(path)
+	}
+	spec := decode.children["spec"]
+	spec.shallow = mutatorShallow
+	for _, b := range bundles {
 		for _, g := range b.Manifest.Grants.Paths {
 			var prefix []string
 			for _, seg := range strings.Split(strings.TrimPrefix(g, "/"), "/") {
@@ -84,17 +133,87 @@ func projectionFor(bundles []*Bundle, policies []*compiledPolicy) *projection {
 				}
 				prefix = append(prefix, seg)
 			}
-			p.add(prefix)
+			decode.add(prefix)
 		}
 	}
 	for _, cp := range policies {
-		for _, c := range cp.conditions {
-			for _, path := range c.objectPaths {
-				p.add(path)
+		for _, cond := range cp.conditions {
+			for _, path := range cond.objectPaths {
+				decode.add(path)
 			}
 		}
 	}
+	decode.merge(rego, nil)
+	return decode.freeze(), rego.freeze()
+}
+
+// reachableRules returns every compiled rule the roots can reach.
+func reachableRules(c *ast.Compiler, roots []ast.Ref) []*ast.Rule {
+	seen := map[*ast.Rule]bool{}
+	var queue, out []*ast.Rule
+	for _, r := range roots {
+		queue = append(queue, c.GetRules(r)...)
+	}
+	for len(queue) > 0 {
+		r := queue[0]
+		queue = queue[1:]
+		if seen[r] {
+			continue
+		}
+		seen[r] = true
+		out = append(out, r)
+		for dep := range c.Graph.Dependencies(r) {
+			if dr, ok := dep.(*ast.Rule); ok {
+				queue = append(queue, dr)
+			}
+		}
+	}
+	return out
+}
+
+func locationKey(l *ast.Location) string {
+	if l == nil {
+		return ""
+	}
+	return l.File + ":" + strconv.Itoa(l.Row) + ":" + strconv.Itoa(l.Col)
+}
+
+// merge adds every path of other below the given prefix.
+func (p *projection) merge(other *projection, prefix []string) {
+	if other.all {
+		p.add(prefix)
+		return
+	}
+	for k, c := range other.children {
+		p.merge(c, append(append([]string{}, prefix...), k))
+	}
+}
+
+// allProjection holds the whole pod.
+func allProjection() *projection {
+	p := newProjection()
+	p.add(nil)
 	return p.freeze()
+}
+
+// project returns the part of doc the projection holds, sharing its subtrees.
+func (p *projection) project(doc map[string]any) map[string]any {
+	if p.all {
+		return doc
+	}
+	out := make(map[string]any, len(p.children))
+	for k, c := range p.children {
+		v, ok := doc[k]
+		if !ok {
+			continue
+		}
+		if m, isMap := v.(map[string]any); isMap && !c.all {
+			out[k] = c.project(m)
+		} else {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // readsRequestUID reports whether any policy can read the admission request's uid,
@@ -146,7 +265,7 @@ func readsRequestUID(bundles []*Bundle, policies []*compiledPolicy) bool {
 
 // addRegoRefs adds the paths under input.object that a parsed module reads. Parsed,
 // not compiled: compilation rewrites object.get(input.object, ...) through temporaries.
-func addRegoRefs(p *projection, m *ast.Module) {
+func addRegoRefs(p *projection, m any) {
 	var vis *ast.GenericVisitor
 	objectGet := func(terms []*ast.Term) bool {
 		path, ok := objectGetPath(terms)

@@ -114,9 +114,19 @@ func TestDefaultBundleProjection(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"metadata.annotations", "metadata.generateName", "metadata.labels", "metadata.name", "metadata.namespace",
-		"spec.containers", "spec.initContainers", "spec.nodeSelector", "spec.securityContext", "spec.serviceAccountName", "spec.volumes"}
+		"spec.nodeSelector", "spec.securityContext", "spec.serviceAccountName"}
 	if got := p.proj.paths(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("default bundle projection = %v\nwant %v", got, want)
+	}
+	// Containers and volumes only for the mutation vocabulary: element by element.
+	if got := p.proj.children["spec"].shallowKeys; !reflect.DeepEqual(got, []string{"containers", "initContainers", "volumes"}) {
+		t.Fatalf("shallow lists = %v", got)
+	}
+	// Rego reads the index, not the containers.
+	wantRego := []string{"metadata.annotations", "metadata.generateName", "metadata.labels", "metadata.name", "metadata.namespace",
+		"spec.nodeSelector", "spec.serviceAccountName"}
+	if got := p.regoProj.paths(); !reflect.DeepEqual(got, wantRego) {
+		t.Fatalf("default bundle Rego projection = %v\nwant %v", got, wantRego)
 	}
 	for _, pol := range p.policies {
 		if pol.conditionsUseObject {
@@ -138,5 +148,38 @@ func TestUnmatchedPodIsNotDecoded(t *testing.T) {
 	var ie *InputError
 	if !asInputError(err, &ie) {
 		t.Fatalf("err = %v, want an InputError", err)
+	}
+}
+
+// A bundle whose rules read whole containers gets them decoded fully.
+func TestSiteRuleReadingContainersDecodesThemFully(t *testing.T) {
+	b := bundleOf(t, "policies:\n- name: p\n  rule: data.t.m\n", map[string]string{"t.rego": `package t
+m := [{"op": "set-label", "key": "images", "value": concat(",", [c.image | some c in input.object.spec.containers])}]
+`})
+	p := compileT(t, b)
+	if got := p.proj.children["spec"].shallowKeys; !reflect.DeepEqual(got, []string{"initContainers", "volumes"}) {
+		t.Fatalf("shallow lists = %v, want containers decoded fully", got)
+	}
+	res := evalT(t, p, saRequest())
+	if len(res.Failed()) > 0 || mustJSON(res.Patch) != `[{"op":"add","path":"/metadata/labels/images","value":"a,s"}]` {
+		t.Fatalf("patch %s, failed %v", mustJSON(res.Patch), res.Failed())
+	}
+}
+
+func TestIndex(t *testing.T) {
+	doc, err := decodeObject([]byte(`{"spec": {
+		"initContainers": [{"name": "init", "env": [{"name": "A"}], "volumeMounts": [{"name": "m"}]}],
+		"containers": [{"name": "app", "env": [{"name": "B"}, {"name": "C"}, {"value": "no name"}]}, "not a container", {"name": "side"}],
+		"volumes": [{"name": "v1", "emptyDir": {}}, {"name": "v2"}]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"containers": [` +
+		`{"env": {"A"}, "index": 0, "list": "initContainers", "mounts": {"m"}, "name": "init"}, ` +
+		`{"env": {"B", "C"}, "index": 0, "list": "containers", "mounts": set(), "name": "app"}, ` +
+		`{"env": set(), "index": 2, "list": "containers", "mounts": set(), "name": "side"}], ` +
+		`"volumes": {"v1", "v2"}}`
+	if got := buildIndex(doc); got.Compare(ast.MustParseTerm(want).Value) != 0 {
+		t.Fatalf("index = %v\nwant    %v", got, want)
 	}
 }

@@ -15,11 +15,10 @@ regular_containers := _list(object.get(input.object, ["spec", "containers"], [])
 
 considered := array.concat(init_containers, regular_containers)
 
-# The same, with where each container is: {"list", "index", "container"}.
-considered_refs := array.concat(
-	[{"list": "initContainers", "index": i, "container": c} | some i, c in init_containers],
-	[{"list": "containers", "index": i, "container": c} | some i, c in regular_containers],
-)
+# The same from input.index, the engine's precomputed view of the pod: what admission
+# uses, since building name sets in Rego is slow. {"list", "index", "name", "env" (set
+# of env var names), "mounts" (set of volume mount names)}, init containers first.
+index := input.index.containers
 
 # The <prefix>/skip-containers pod annotation, read as upstream does: the first record
 # of Go's encoding/csv (comma separator, quotes honoured, spaces NOT trimmed), each field
@@ -77,7 +76,7 @@ untouched(c, credential_keys) if {
 	has_env(c, sts_key)
 }
 
-pod_volume_names := {n | some v in _list(object.get(input.object, ["spec", "volumes"], [])); n := v.name}
+pod_volume_names := input.index.volumes
 
 notes contains sprintf("pod annotation %s is not valid CSV: no container skipped", [annotations.skip_containers]) if {
 	skip_annotation_invalid

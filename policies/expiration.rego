@@ -39,14 +39,20 @@ pod_annotation_invalid := v if {
 	not parse(v)
 }
 
-# {value, from} before the jitter.
+# The value before the jitter: a valid pod annotation, else the identity's base expiry.
+# Kept apart from its explanation (decision) so that admission does not compute text.
+base := v if {
+	v := parse(pod_annotation)
+} else := identity.settings.baseTokenExpiration
+
+# {value, from} before the jitter, for the notes.
 decision := {
-	"value": v,
+	"value": base,
 	"from": describe(sprintf("pod annotation %s", [annotations.token_expiration]), pod_annotation),
 } if {
-	v := parse(pod_annotation)
+	parse(pod_annotation)
 } else := {
-	"value": identity.settings.baseTokenExpiration,
+	"value": base,
 	"from": identity.expiration_decision.from,
 }
 
@@ -55,7 +61,7 @@ decision := {
 # annotation, ConfigMap or pod annotation).
 jittered if {
 	identity.settings.mode == "container-credentials"
-	decision.value == config.container_credentials_default_token_expiration
+	base == config.container_credentials_default_token_expiration
 }
 
 # Policies are pure functions of their input, so instead of a random source the jitter
@@ -86,7 +92,7 @@ token_expiration := pod_identity.jitter(
 	config.container_credentials_default_token_expiration,
 ) if {
 	jittered
-} else := decision.value
+} else := base
 
 notes contains sprintf("token expiration %d s from %s", [decision.value, decision.from])
 

@@ -20,37 +20,56 @@ credential_env := [
 
 skipped(c) if c.name in containers.skip
 
-untouched(c) if containers.untouched(c, credential_keys)
+# Each considered container with the names of its env vars and mounts (input.index):
+# every check below is a set operation on them. {"list", "index", "name", "env",
+# "mounts"}.
+facts := containers.index
 
-# Containers that get env and/or the mount, init containers first.
-targets := [ref.container | some ref in target_refs]
+# The env key groups, in the order their vars are appended: STS, the region pair, the
+# mode's credential pair. A group's vars are added only when none of its keys is there.
+groups := array.concat(array.concat(_sts_group, _region_group), [{"keys": credential_keys, "vars": credential_env}])
 
-target_refs := [ref |
-	some ref in containers.considered_refs
-	not skipped(ref.container)
-	not untouched(ref.container)
-]
-
-# Appended in this order: STS, region pair, credential pair, each only when no key of
-# its group is present.
-sts_env(c) := [{"name": containers.sts_key, "value": "regional"}] if {
+_sts_group := [{"keys": {containers.sts_key}, "vars": [{"name": containers.sts_key, "value": "regional"}]}] if {
 	settings.regionalSts == true
-	not containers.has_env(c, containers.sts_key)
 } else := []
 
-region_env(c) := [
+_region_group := [{"keys": containers.region_keys, "vars": [
 	{"name": "AWS_DEFAULT_REGION", "value": settings.region},
 	{"name": "AWS_REGION", "value": settings.region},
-] if {
+]}] if {
 	settings.region != ""
-	not containers.has_any(c, containers.region_keys)
 } else := []
 
-credentials_env(c) := credential_env if {
-	not containers.has_any(c, credential_keys)
-} else := []
+# The untouched-container rule on a container's env names: the credential group, the
+# region group and the STS key all defined.
+_untouched_names(names) if {
+	count(credential_keys & names) > 0
+	count(containers.region_keys & names) > 0
+	containers.sts_key in names
+}
 
-env(c) := array.concat(array.concat(sts_env(c), region_env(c)), credentials_env(c))
+untouched(c) if _untouched_names(containers.env_names(c))
+
+# Containers that get env and/or the mount, init containers first.
+target_facts := [f |
+	some f in facts
+	not f.name in containers.skip
+	not _untouched_names(f.env)
+]
+
+target_names := {f.name | some f in target_facts}
+
+# The full containers that get env and/or the mount (for notes: reads the pod).
+targets := [c | some c in containers.considered; c.name in target_names]
+
+# The vars a container with these env names gets, in order.
+_env_for(names) := [v |
+	some g in groups
+	count(g.keys & names) == 0
+	some v in g.vars
+]
+
+env(c) := _env_for(containers.env_names(c))
 
 volume_mount := {"name": settings.volumeName, "readOnly": true, "mountPath": settings.mountPath}
 
@@ -58,21 +77,22 @@ volume_mount := {"name": settings.volumeName, "readOnly": true, "mountPath": set
 # is looked up among regular containers first (upstream's fixture initPodNeedsRegion
 # has an init container and a container of the same name, a pod the API server would
 # refuse, and expects both injected).
-_target(ref) := {"container": ref.container.name, "initContainer": true} if {
-	ref.list == "initContainers"
-} else := {"container": ref.container.name}
+_target(f) := {"container": f.name, "initContainer": true} if {
+	f.list == "initContainers"
+} else := {"container": f.name}
 
-env_mutations(ref) := [object.union({"op": "add-env", "env": e}, _target(ref))] if {
-	e := env(ref.container)
+_env_mutations(f) := [object.union({"op": "add-env", "env": e}, _target(f))] if {
+	e := _env_for(f.env)
 	count(e) > 0
 } else := []
 
 # The mount is checked by name only (its path is not compared).
-mount_mutations(ref) := [] if {
-	containers.has_mount(ref.container, settings.volumeName)
-} else := [object.union({"op": "add-volume-mount", "volumeMount": volume_mount}, _target(ref))]
+_mount_mutations(f) := [] if {
+	settings.volumeName in f.mounts
+} else := [object.union({"op": "add-volume-mount", "volumeMount": volume_mount}, _target(f))]
 
-container_mutations(ref) := array.concat(env_mutations(ref), mount_mutations(ref))
+# A container's mutations; f is one of facts.
+container_mutations(f) := array.concat(_env_mutations(f), _mount_mutations(f))
 
 # The pod volume is checked by name only (its source is not inspected).
 volume_exists if settings.volumeName in containers.pod_volume_names
@@ -98,8 +118,8 @@ volume_mutations := [] if {
 # Volume first, then per container (init containers first) its add-env and mount.
 # Undefined when no identity applies.
 mutations := array.concat(volume_mutations, [m |
-	some ref in target_refs
-	some m in container_mutations(ref)
+	some f in target_facts
+	some m in container_mutations(f)
 ]) if {
 	settings
 }

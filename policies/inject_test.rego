@@ -5,6 +5,11 @@ import data.pod_identity.testutil as t
 
 _in(pod, overrides) := t.wi_input(pod, t.fixture_sa(t.role), overrides)
 
+_fact(list, c) := {
+	"list": list, "index": 0, "name": c.name,
+	"env": {e.name | some e in object.get(c, "env", [])}, "mounts": {m.name | some m in object.get(c, "volumeMounts", [])},
+}
+
 test_env_order_per_group if {
 	c := t.container("c")
 	e := inject.env(c) with input as _in(t.simple_pod, {"stsRegionalEndpoint": true, "awsDefaultRegion": "r"})
@@ -16,14 +21,14 @@ test_env_order_per_group if {
 # No env to add: no add-env mutation, but the mount still.
 test_empty_env_no_add_env if {
 	c := t.container_env("c", [t.env("AWS_ROLE_ARN", "x")])
-	ms := inject.container_mutations({"list": "containers", "index": 0, "container": c}) with input as _in(t.simple_pod, {})
+	ms := inject.container_mutations(_fact("containers", c)) with input as _in(t.simple_pod, {})
 	ms == [t.web_mount("c")]
 }
 
 # Mutations for init containers say so.
 test_init_container_mutations_marked if {
 	c := t.container("i")
-	ms := inject.container_mutations({"list": "initContainers", "index": 0, "container": c}) with input as _in(t.simple_pod, {})
+	ms := inject.container_mutations(_fact("initContainers", c)) with input as _in(t.simple_pod, {})
 	ms == [t.init(t.add_env("i", t.web_env(t.role))), t.init(t.web_mount("i"))]
 }
 

@@ -83,7 +83,25 @@ make_input(pod_object, service_account, identities, param_overrides) := {
 	"namespaceObject": null,
 	"params": object.union(params, param_overrides),
 	"identities": object.union({"containerCredentials": null, "configMap": null}, identities),
+	"index": index_of(pod_object),
 }
+
+# input.index as the engine builds it (engine/index.go): init containers first.
+index_of(pod_object) := {
+	"containers": array.concat(
+		_index_entries(pod_object, "initContainers"),
+		_index_entries(pod_object, "containers"),
+	),
+	"volumes": {v.name | some v in object.get(pod_object, ["spec", "volumes"], [])},
+}
+
+_index_entries(pod_object, list) := [{
+	"list": list, "index": i, "name": c.name,
+	"env": {e.name | some e in object.get(c, "env", [])},
+	"mounts": {m.name | some m in object.get(c, "volumeMounts", [])},
+} |
+	some i, c in object.get(pod_object, ["spec", list], [])
+]
 
 # Web identity from the ServiceAccount.
 wi_input(pod_object, service_account, param_overrides) := make_input(pod_object, service_account, {}, param_overrides)

@@ -1,0 +1,194 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"k8s.io/utils/lru"
+)
+
+// ServiceAccount rules are Rego rules a bundle declares (manifest serviceAccountRules)
+// as depending only on what is known per ServiceAccount: input.serviceAccount,
+// input.identities, input.params, input.namespaceObject and input.request.namespace.
+// The engine checks that at load time, evaluates each such rule once per ServiceAccount
+// version and gives the value to the bundle's policies with Rego's `with` keyword, so
+// that the work a ServiceAccount's annotations, the ConfigMap and the flags decide is
+// not redone for every pod.
+//
+// The value is used only by policies of the declaring bundle that have no params of
+// their own (others see other params); when it is undefined the policy is evaluated
+// as written, since Rego's `with` cannot say "undefined".
+
+// DefaultServiceAccountRuleCacheSize bounds the cached values: one per active
+// ServiceAccount version and declared rule.
+const DefaultServiceAccountRuleCacheSize = 8192
+
+// derivedInputKey is where the values are passed in the policy input.
+const derivedInputKey = "__derived"
+
+// allowedServiceAccountInputs are the input fields a ServiceAccount rule may read.
+var allowedServiceAccountInputs = map[string]bool{
+	varServiceAccount: true, varIdentities: true, varParams: true, varNamespaceObject: true,
+}
+
+type serviceAccountRule struct {
+	id     int    // index among the program's ServiceAccount rules
+	ref    string // data.pod_identity.identity.settings
+	query  rego.PreparedEvalQuery
+	params ast.Value // the declaring bundle's params over the configuration
+}
+
+// checkServiceAccountRule verifies that a declared rule, and every rule it depends on,
+// reads only the per-ServiceAccount inputs. It returns the first offending reference
+// with its location.
+func checkServiceAccountRule(c *ast.Compiler, ref ast.Ref) (loc *ast.Location, reason string) {
+	seen := map[*ast.Rule]bool{}
+	queue := c.GetRules(ref)
+	if len(queue) == 0 {
+		return nil, "no such rule"
+	}
+	for len(queue) > 0 {
+		r := queue[0]
+		queue = queue[1:]
+		if seen[r] {
+			continue
+		}
+		seen[r] = true
+		ast.WalkRefs(r, func(x ast.Ref) bool {
+			if loc != nil || len(x) == 0 || !x[0].Equal(ast.InputRootDocument) {
+				return loc != nil
+			}
+			if bad := badServiceAccountInput(x); bad != "" {
+				loc, reason = x[0].Location, fmt.Sprintf("rule %s reads %s", r.Head.Ref(), bad)
+				if loc == nil {
+					loc = r.Location
+				}
+				return true
+			}
+			return false
+		})
+		if loc != nil {
+			return loc, reason
+		}
+		for dep := range c.Graph.Dependencies(r) {
+			if dr, ok := dep.(*ast.Rule); ok {
+				queue = append(queue, dr)
+			}
+		}
+	}
+	return nil, ""
+}
+
+// badServiceAccountInput describes what a ref under input reads if a ServiceAccount
+// rule may not read it, else returns "".
+func badServiceAccountInput(x ast.Ref) string {
+	if len(x) == 1 {
+		return "the whole input"
+	}
+	key, ok := x[1].Value.(ast.String)
+	if !ok {
+		return "input[" + x[1].String() + "]"
+	}
+	if allowedServiceAccountInputs[string(key)] {
+		return ""
+	}
+	if string(key) == varRequest && len(x) > 2 {
+		if f, ok := x[2].Value.(ast.String); ok && string(f) == "namespace" {
+			return ""
+		}
+	}
+	return x.String()
+}
+
+// compileServiceAccountRules prepares a bundle's declared rules.
+func compileServiceAccountRules(ctx context.Context, c *ast.Compiler, b *Bundle, config map[string]any, firstID int) ([]*serviceAccountRule, error) {
+	var out []*serviceAccountRule
+	params := mustValue(normalizeNumbers(mergeParams(config, b.Manifest.Params)))
+	for i, ref := range b.Manifest.ServiceAccountRules {
+		field := fmt.Sprintf("serviceAccountRules[%d]", i)
+		parsed := ast.MustParseRef(ref) // validated at load
+		loc, reason := checkServiceAccountRule(c, parsed)
+		if reason == "no such rule" {
+			return nil, &LoadError{Source: b.Source, File: ManifestFile, Field: field,
+				Reason: fmt.Sprintf("no Rego rule %s in the bundles", ref)}
+		}
+		if reason != "" {
+			le := &LoadError{Source: b.Source, File: ManifestFile, Field: field,
+				Reason: fmt.Sprintf("%s may only read input.serviceAccount, input.identities, input.params, input.namespaceObject and input.request.namespace, but %s", ref, reason)}
+			if loc != nil {
+				le.Reason += fmt.Sprintf(" (%s:%d)", strings.TrimPrefix(loc.File, b.Name()+"/"), loc.Row)
+			}
+			return nil, le
+		}
+		q, err := rego.New(rego.Query(ref), rego.Compiler(c)).PrepareForEval(ctx)
+		if err != nil {
+			return nil, &LoadError{Source: b.Source, File: ManifestFile, Field: field, Reason: err.Error()}
+		}
+		out = append(out, &serviceAccountRule{id: firstID + i, ref: ref, query: q, params: params})
+	}
+	return out, nil
+}
+
+// prepareWithDerived prepares a policy's rule with each ServiceAccount rule replaced by
+// the value passed in input.__derived.rN.
+func prepareWithDerived(ctx context.Context, c *ast.Compiler, rule string, derived []*serviceAccountRule) (rego.PreparedEvalQuery, error) {
+	var q strings.Builder
+	q.WriteString(rule)
+	for _, d := range derived {
+		fmt.Fprintf(&q, " with %s as input.%s.r%d", d.ref, derivedInputKey, d.id)
+	}
+	return rego.New(rego.Query(q.String()), rego.Compiler(c)).PrepareForEval(ctx)
+}
+
+// derivedCache holds ServiceAccount rule values; a nil value means undefined.
+type derivedCache struct{ cache *lru.Cache }
+
+type derivedValue struct{ v ast.Value }
+
+// value returns the rule's value for the request's ServiceAccount, evaluating it on a
+// cache miss. ok is false when the rule is undefined or failed (the policy is then
+// evaluated as written, which reports any error itself).
+func (dc *derivedCache) value(ctx context.Context, r *serviceAccountRule, in *requestInput) (ast.Value, bool) {
+	k := derivedKey(r.id, in.req)
+	if got, hit := dc.cache.Get(k); hit {
+		dv := got.(derivedValue)
+		return dv.v, dv.v != nil
+	}
+	input := ast.NewObject(
+		ast.Item(ast.StringTerm(varServiceAccount), ast.NewTerm(in.fixedValue(varServiceAccount))),
+		ast.Item(ast.StringTerm(varIdentities), ast.NewTerm(in.fixedValue(varIdentities))),
+		ast.Item(ast.StringTerm(varNamespaceObject), ast.NewTerm(in.fixedValue(varNamespaceObject))),
+		ast.Item(ast.StringTerm(varParams), ast.NewTerm(r.params)),
+		ast.Item(ast.StringTerm(varRequest), ast.ObjectTerm(ast.Item(ast.StringTerm("namespace"), ast.StringTerm(in.req.Attributes.Namespace)))),
+	)
+	rs, err := r.query.Eval(ctx, rego.EvalParsedInput(input))
+	if err != nil {
+		return nil, false // not cached: a deadline on a busy machine is not the rule's answer
+	}
+	var v ast.Value
+	if len(rs) > 0 && len(rs[0].Expressions) > 0 {
+		v, err = ast.InterfaceToValue(rs[0].Expressions[0].Value)
+		if err != nil {
+			return nil, false
+		}
+	}
+	dc.cache.Add(k, derivedValue{v: v})
+	return v, v != nil
+}
+
+// derivedKey identifies a rule's inputs: the ServiceAccount version, the identities,
+// the Namespace and the request namespace.
+func derivedKey(id int, req *Request) memoKey {
+	h := sha256.New()
+	w := keyWriter{h: h}
+	w.int(id)
+	w.str(req.Attributes.Namespace)
+	writeServiceAccountInputs(w, req)
+	var k memoKey
+	h.Sum(k[:0])
+	return k
+}
