@@ -156,4 +156,19 @@ func TestBundleConfigMap(t *testing.T) {
 			t.Errorf("pod_identity_webhook_bundle_load_failures_total = %v, want at least 2", n)
 		}
 	})
+
+	// Deleting the working bundle's ConfigMap takes its rule away (the broken one is
+	// still there and still left out); the default bundle goes on alone.
+	t.Run("deleted", func(t *testing.T) {
+		if err := cms.Delete(t.Context(), siteCM, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		cluster.WaitForMutation(t, SimplePod(ns, "next-after-delete", "app"), 15*time.Second, func(p *corev1.Pod) bool {
+			return WebIdentityInjected(p, "app", role) && sessionName(p) == ""
+		})
+		pod := cluster.CreatePod(t, SimplePod(ns, "after-delete", "app"))
+		if !WebIdentityInjected(pod, "app", role) || hasEnv(pod.Spec.Containers[0], "AWS_ROLE_SESSION_NAME") || pod.Labels["bad"] != "" {
+			t.Fatalf("want web identity from the default bundle only: %s", podJSON(t, pod))
+		}
+	})
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 
@@ -23,7 +24,9 @@ type kopsEntry struct {
 // --namespace maps a ServiceAccount without annotation to a role. Creating, updating
 // and deleting the ConfigMap each change what the next pod gets, without a restart;
 // after the delete the next pod gets nothing (upstream kept the deleted entries until
-// restart).
+// restart). Two more upstream bugs, fixed: a key without "/" (upstream's informer
+// panicked) is skipped, and an update that is not valid JSON leaves the previous
+// mappings in force.
 func TestKOpsConfigMap(t *testing.T) {
 	t.Parallel()
 	ns := cluster.CreateNamespace(t, nil)
@@ -35,7 +38,7 @@ func TestKOpsConfigMap(t *testing.T) {
 	fakes.STS.Trust(first, subject)
 	fakes.STS.Trust(second, subject)
 	probeMutated := func(p *corev1.Pod) bool { return WebIdentityInjected(p, "app", probeRole) }
-	StartWebhookAndRegister(t, WebhookOptions{Namespace: ns, Args: []string{"--watch-config-map=true", "--aws-default-region=us-west-2"}},
+	wh := StartWebhookAndRegister(t, WebhookOptions{Namespace: ns, Args: []string{"--watch-config-map=true", "--aws-default-region=us-west-2"}},
 		WebhookRegistration{}, SimplePod(ns, "probe", "probe"), probeMutated)
 
 	if p, err := cluster.DryRunPod(t.Context(), SimplePod(ns, "before", "mapped")); err != nil || !NoIdentity(p) {
@@ -70,7 +73,9 @@ func TestKOpsConfigMap(t *testing.T) {
 	}
 
 	t.Run("created", func(t *testing.T) {
-		if _, err := cms.Create(t.Context(), configMap(map[string]kopsEntry{ns + "/mapped": {RoleARN: first, Audience: awsfake.DefaultSTSAudience}}), metav1.CreateOptions{}); err != nil {
+		// With a key without "/", on which upstream's informer panicked: it is skipped.
+		cm := configMap(map[string]kopsEntry{ns + "/mapped": {RoleARN: first, Audience: awsfake.DefaultSTSAudience}, "no-slash": {RoleARN: second}})
+		if _, err := cms.Create(t.Context(), cm, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		cluster.WaitForMutation(t, SimplePod(ns, "next", "mapped"), DefaultWait, func(p *corev1.Pod) bool { return WebIdentityInjected(p, "app", first) })
@@ -80,6 +85,9 @@ func TestKOpsConfigMap(t *testing.T) {
 			t.Fatalf("want role %s, the flag's %d s, no regional STS: %s", first, TokenExpiration, podJSON(t, pod))
 		}
 		checkProbeRole(t, pod, first, TokenExpiration)
+		if exited, err := wh.Exited(); exited {
+			t.Fatalf("the webhook exited (%v) after reading a ConfigMap key without '/'", err)
+		}
 	})
 
 	t.Run("updated", func(t *testing.T) {
@@ -98,6 +106,26 @@ func TestKOpsConfigMap(t *testing.T) {
 			t.Fatalf("want role %s, 3600 s, AWS_STS_REGIONAL_ENDPOINTS=regional: %s", second, podJSON(t, pod))
 		}
 		checkProbeRole(t, pod, second, 3600)
+	})
+
+	t.Run("invalid update keeps the previous mappings", func(t *testing.T) {
+		cm, err := cms.Get(t.Context(), "pod-identity-webhook", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rejected := map[string]string{"source": "configmap", "outcome": "rejected"}
+		before := wh.Metric(t, "pod_identity_webhook_source_updates_total", rejected)
+		cm.Data["config"] = `{"*/mapped": {"RoleARN": "` + first + `"` // cut short
+		if _, err := cms.Update(t.Context(), cm, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		Eventually(t, DefaultWait, "the webhook rejects the invalid ConfigMap", func(context.Context) (bool, error) {
+			return wh.Metric(t, "pod_identity_webhook_source_updates_total", rejected) > before, nil
+		})
+		pod := cluster.CreatePod(t, SimplePod(ns, "after-invalid", "mapped"))
+		if !WebIdentityInjected(pod, "app", second) || tokenSeconds(pod) != 3600 {
+			t.Fatalf("after an invalid update the previous mapping (role %s, 3600 s) should stay: %s", second, podJSON(t, pod))
+		}
 	})
 
 	t.Run("deleted", func(t *testing.T) {
