@@ -39,12 +39,16 @@ func main() {
 	out := flag.String("out", "", "also write the raw benchmark output there (benchstat reads it)")
 	jsonOut := flag.Bool("json", false, "print the summary as JSON")
 	strict := flag.Bool("strict", false, "exit 1 when a target of the issue is missed")
+	flag.BoolVar(&floor, "floor", true, "also run BenchmarkFloor (the handler around a precomputed decision)")
 	flag.Parse()
 	if err := run(*count, *benchtime, *sizes, *pkg, *out, *jsonOut, *strict); err != nil {
 		fmt.Fprintln(os.Stderr, "ratios:", err)
 		os.Exit(1)
 	}
 }
+
+// floor says whether to run BenchmarkFloor too.
+var floor bool
 
 // sample is one benchmark result line.
 type sample struct {
@@ -102,6 +106,9 @@ func run(count int, benchtime, sizes, pkg, out string, jsonOut, strict bool) err
 		order := []string{"BenchmarkHarness", "BenchmarkReference", "BenchmarkHandler"}
 		if r%2 == 0 {
 			order = []string{"BenchmarkHarness", "BenchmarkHandler", "BenchmarkReference"}
+		}
+		if floor {
+			order = append(order, "BenchmarkFloor")
 		}
 		for _, b := range order {
 			fmt.Fprintf(os.Stderr, "round %d/%d: %s\n", r, count, b)
@@ -168,11 +175,11 @@ func parse(out []byte) map[string]sample {
 	return res
 }
 
-// referenceOf names the reference benchmark a handler benchmark compares with:
-// Handler/typical/matched/miss → Reference/typical/matched.
+// referenceOf names the reference benchmark a handler (or floor) benchmark compares
+// with: Handler/typical/matched/miss → Reference/typical/matched.
 func referenceOf(name string) string {
 	parts := strings.Split(name, "/")
-	if parts[0] != "Handler" || len(parts) < 3 {
+	if (parts[0] != "Handler" && parts[0] != "Floor") || len(parts) < 3 {
 		return ""
 	}
 	return "Reference/" + parts[1] + "/" + parts[2]
@@ -239,7 +246,7 @@ func order(name string) string {
 		return len(list)
 	}
 	return fmt.Sprintf("%d%d%d%d", rank(parts[1], "small", "typical", "big"), rank(parts[2], "", "matched", "unmatched"),
-		rank(parts[0], "Harness", "Reference", "Handler"), rank(parts[3], "", "miss", "hit"))
+		rank(parts[0], "Harness", "Reference", "Handler", "Floor"), rank(parts[3], "", "miss", "hit"))
 }
 
 func printTable(w io.Writer, rows []row, count int) {
