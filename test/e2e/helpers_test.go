@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
@@ -319,11 +320,21 @@ var (
 
 // BuildBinary builds the main package pkg (a path relative to the repository root, e.g.
 // "./cmd/pod-identity-webhook") once per test run and returns the binary's path.
+// For the webhook, $WEBHOOK_BIN (make e2e sets it to the binary `make build` just
+// made) is used instead when set.
 func BuildBinary(t testing.TB, pkg string) string {
 	t.Helper()
 	buildMu.Lock()
 	defer buildMu.Unlock()
 	if bin, ok := builtBins[pkg]; ok {
+		return bin
+	}
+	if bin := os.Getenv("WEBHOOK_BIN"); pkg == WebhookPackage && bin != "" {
+		if fi, err := os.Stat(bin); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			t.Fatalf("WEBHOOK_BIN=%s is not an executable file (%v)", bin, err)
+		}
+		builtBins[pkg] = bin
+		t.Logf("using WEBHOOK_BIN=%s for %s", bin, pkg)
 		return bin
 	}
 	out := filepath.Join(cluster.Dir, "bin", path.Base(pkg))

@@ -393,7 +393,10 @@ type APIProxy struct {
 func (p *APIProxy) ServiceAccountWatches() int { return int(p.watches.Load()) }
 
 // StartAPIProxy starts the proxy; every byte of a cluster-wide ServiceAccount watch
-// reaches the client lag after the API server sent it. It stops when the test ends.
+// reaches the client lag after the API server sent it, except the initial events of a
+// watch-list (sendInitialEvents=true, the informer's initial "list" on current
+// client-go), so the webhook starts in time with a complete cache and only the changes
+// after it lag. It stops when the test ends.
 func StartAPIProxy(t testing.TB, lag time.Duration) *APIProxy {
 	t.Helper()
 	target, err := url.Parse(cluster.Host)
@@ -409,6 +412,9 @@ func StartAPIProxy(t testing.TB, lag time.Duration) *APIProxy {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.Header.Del("Authorization")
+			// Uncompressed streams (the transport still compresses on the wire and
+			// decompresses), so the watch-list's end marker can be found.
+			pr.Out.Header.Del("Accept-Encoding")
 		},
 		Transport:     transport,
 		FlushInterval: -1,
@@ -416,7 +422,7 @@ func StartAPIProxy(t testing.TB, lag time.Duration) *APIProxy {
 			r := resp.Request
 			if lag > 0 && r.URL.Path == "/api/v1/serviceaccounts" && r.URL.Query().Get("watch") == "true" {
 				p.watches.Add(1)
-				resp.Body = newLaggedBody(resp.Body, lag)
+				resp.Body = newLaggedBody(resp.Body, lag, r.URL.Query().Get("sendInitialEvents") == "true")
 			}
 			return nil
 		},
@@ -448,7 +454,12 @@ type lagChunk struct {
 	err  error
 }
 
-// laggedBody hands out what body produced, each chunk lag after it was read.
+// initialEventsEnd is the annotation of the bookmark that ends a watch-list's initial
+// events (a raw string in both JSON and protobuf streams).
+var initialEventsEnd = []byte("k8s.io/initial-events-end")
+
+// laggedBody hands out what body produced, each chunk lag after it was read; with
+// initial set, chunks up to the end of the initial events are handed out at once.
 type laggedBody struct {
 	body   io.ReadCloser
 	ch     chan lagChunk
@@ -457,13 +468,23 @@ type laggedBody struct {
 	once   sync.Once
 }
 
-func newLaggedBody(body io.ReadCloser, lag time.Duration) *laggedBody {
+func newLaggedBody(body io.ReadCloser, lag time.Duration, initial bool) *laggedBody {
 	b := &laggedBody{body: body, ch: make(chan lagChunk, 4096), closed: make(chan struct{})}
 	go func() {
+		var seen []byte // the initial events so far, to find the end marker across chunks
 		for {
 			buf := make([]byte, 32<<10)
 			n, err := body.Read(buf)
 			at := time.Now().Add(lag)
+			if initial {
+				at = time.Now()
+				seen = append(seen, buf[:n]...)
+				if bytes.Contains(seen, initialEventsEnd) {
+					initial, seen = false, nil
+				} else if len(seen) > len(initialEventsEnd) {
+					seen = seen[len(seen)-len(initialEventsEnd):]
+				}
+			}
 			if n > 0 {
 				select {
 				case b.ch <- lagChunk{data: buf[:n], at: at}:
