@@ -327,12 +327,8 @@ type PatchOp struct {
 // StubWebhook is an admission webhook in the test process (admission.k8s.io/v1 only),
 // served over TLS with the harness webhook certificate.
 type StubWebhook struct {
-	Port  int
-	calls atomic.Int32
+	Port int
 }
-
-// Calls is how many reviews it answered.
-func (s *StubWebhook) Calls() int { return int(s.calls.Load()) }
 
 // StartStubWebhook serves /mutate with mutate, which returns the JSON Patch for a pod
 // (nil: allowed unchanged). It stops when the test ends.
@@ -346,7 +342,6 @@ func StartStubWebhook(t testing.TB, mutate func(req *admissionv1.AdmissionReques
 			http.Error(w, fmt.Sprintf("bad review: %v", err), http.StatusBadRequest)
 			return
 		}
-		s.calls.Add(1)
 		var pod corev1.Pod
 		if err := json.Unmarshal(review.Request.Object.Raw, &pod); err != nil {
 			http.Error(w, fmt.Sprintf("bad pod: %v", err), http.StatusBadRequest)
