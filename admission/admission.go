@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 
+	gojson "github.com/goccy/go-json"
+
 	"github.com/pod-identity-webhook/pod-identity-webhook/engine"
 )
 
@@ -64,7 +66,7 @@ type podRef struct {
 // the engine can read (an *engine.InputError).
 func (a *Admitter) Admit(ctx context.Context, attrs engine.Attributes, object []byte) (*Decision, error) {
 	var ref podRef
-	if err := json.Unmarshal(object, &ref); err != nil {
+	if err := gojson.Unmarshal(object, &ref); err != nil {
 		return nil, &engine.InputError{Field: "object", Reason: fmt.Sprintf("not a pod: %v", err)}
 	}
 	ns, saName := attrs.Namespace, ref.Spec.ServiceAccountName

@@ -1,9 +1,12 @@
 package admission
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
+
+	gojson "github.com/goccy/go-json"
 
 	admissionv1 "k8s.io/api/admission/v1"
 
@@ -25,8 +28,13 @@ func DecodeReview(body []byte) (*Review, error) {
 		return nil, errors.New("empty body: expected an AdmissionReview")
 	}
 	var ar admissionv1.AdmissionReview
-	if err := json.Unmarshal(body, &ar); err != nil {
-		return nil, fmt.Errorf("not an AdmissionReview: %v", err)
+	// goccy/go-json: several times faster than encoding/json on this, the largest
+	// decode of an admission (the review carries the whole pod, kept raw here).
+	if err := gojson.Unmarshal(body, &ar); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "unexpected end of JSON input") {
+			return nil, errors.New("not an AdmissionReview: unexpected end of JSON input")
+		}
+		return nil, fmt.Errorf("not an AdmissionReview: %v", strings.TrimPrefix(err.Error(), "json: "))
 	}
 	return &Review{APIVersion: ar.APIVersion, Kind: ar.Kind, Request: ar.Request}, nil
 }

@@ -100,10 +100,15 @@ func (p *Program) Evaluate(ctx context.Context, req Request, opts EvalOptions) (
 		fixed: map[string]any{
 			varOldObject:       old,
 			varRequest:         req.Attributes.toMap(),
-			varServiceAccount:  req.ServiceAccount.toMap(),
+			varServiceAccount:  nil,
 			varNamespaceObject: req.Namespace.toMap(),
 			varIdentities:      req.Identities.toMap(),
 		},
+	}
+	if req.ServiceAccount != nil {
+		var saAST ast.Value
+		in.fixed[varServiceAccount], saAST = req.ServiceAccount.input()
+		in.fixedAST = map[string]ast.Value{varServiceAccount: saAST}
 	}
 	if !opts.Explain {
 		in.memo = p.memo // explain wants notes, which the memo does not keep
@@ -229,8 +234,12 @@ func (in *requestInput) celVars(params map[string]any) map[string]any {
 func (in *requestInput) fixedValue(name string) ast.Value {
 	if in.fixedAST == nil {
 		in.fixedAST = make(map[string]ast.Value, len(in.fixed))
+	}
+	if len(in.fixedAST) < len(in.fixed) {
 		for k, v := range in.fixed {
-			in.fixedAST[k] = mustValue(v)
+			if _, done := in.fixedAST[k]; !done {
+				in.fixedAST[k] = mustValue(v)
+			}
 		}
 	}
 	return in.fixedAST[name]
@@ -322,7 +331,7 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 		return pt, nil
 	}
 	// Applied in place; a failure half-way restores the pod as it was.
-	mu := &mutator{doc: in.doc, guard: cp.guard}
+	mu := &mutator{doc: in.doc, guard: cp.guard, describe: opts.Explain}
 	for i, m := range muts {
 		a, err := mu.apply(m)
 		pt.Ops = append(pt.Ops, a.ops...)
@@ -332,7 +341,9 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 			}
 			return fail("mutation %d: %v", i, err)
 		}
-		pt.Changes = append(pt.Changes, a.description)
+		if a.description != "" {
+			pt.Changes = append(pt.Changes, a.description)
+		}
 	}
 	if len(pt.Ops) > 0 {
 		in.applied = append(in.applied, pt.Ops...)

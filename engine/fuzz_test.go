@@ -2,7 +2,9 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"reflect"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,6 +47,38 @@ func FuzzLoadBundle(f *testing.F) {
 		}
 		if !strings.Contains(err.Error(), "configmap ns/fuzz") && err.Error() != "no policy bundles to compile" {
 			t.Fatalf("error does not name the bundle: %v", err)
+		}
+	})
+}
+
+// FuzzObjectFields checks the hand-written object scanner against encoding/json: for
+// every valid JSON object it must find the same keys, each with the same value.
+func FuzzObjectFields(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":1}`, ` { "a" : "x\"}" , "b":[1,{"c":"]"}], "d":null, "e":true, "f":-1.5e3 } `,
+		`{"a":{"b":{"c":[[],{}]}}, "a":2}`, `{"\u0061":"\\"}`, podJSON} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var want map[string]json.RawMessage
+		if err := json.Unmarshal(data, &want); err != nil || want == nil {
+			return
+		}
+		got, err := objectFields(data)
+		if err != nil {
+			t.Fatalf("objectFields(%q): %v", data, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("objectFields(%q) found %d keys, want %d", data, len(got), len(want))
+		}
+		for k, w := range want {
+			var gv, wv any
+			if err := json.Unmarshal(got[k], &gv); err != nil {
+				t.Fatalf("key %q: value %q does not decode: %v", k, got[k], err)
+			}
+			_ = json.Unmarshal(w, &wv)
+			if !reflect.DeepEqual(gv, wv) {
+				t.Fatalf("key %q: got %q, want %q", k, got[k], w)
+			}
 		}
 	})
 }

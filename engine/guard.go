@@ -44,6 +44,11 @@ func (g *guard) check(op Op, doc map[string]any) error {
 	if err != nil {
 		return err
 	}
+	return g.checkSegs(op, segs, doc)
+}
+
+// checkSegs is check with the path already split.
+func (g *guard) checkSegs(op Op, segs []string, doc map[string]any) error {
 	for _, pat := range g.grants {
 		if matchPattern(pat, segs) {
 			return nil

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"sync"
+
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
@@ -58,7 +60,9 @@ func PodCreate(namespace, name string) Attributes {
 	}
 }
 
-// ServiceAccount is the part of a ServiceAccount policies may read.
+// ServiceAccount is the part of a ServiceAccount policies may read. Treat it as
+// immutable once used: its policy input is computed once and kept (the informer cache
+// hands the same pointer to every pod of one ServiceAccount version).
 type ServiceAccount struct {
 	Name            string
 	Namespace       string
@@ -66,6 +70,19 @@ type ServiceAccount struct {
 	ResourceVersion string
 	Labels          map[string]string
 	Annotations     map[string]string
+
+	inputOnce sync.Once
+	inputMap  map[string]any
+	inputAST  ast.Value
+}
+
+// input returns the ServiceAccount as the policy input holds it, for CEL and Rego.
+func (sa *ServiceAccount) input() (map[string]any, ast.Value) {
+	sa.inputOnce.Do(func() {
+		sa.inputMap = sa.toMap().(map[string]any)
+		sa.inputAST = mustValue(sa.inputMap)
+	})
+	return sa.inputMap, sa.inputAST
 }
 
 // NamespaceObject is the part of a Namespace policies may read.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"slices"
 	"strings"
 
 	gojson "github.com/goccy/go-json"
@@ -34,9 +33,9 @@ func decodeObject(data []byte) (map[string]any, error) {
 
 // leaf is one projected subtree of a pod, still as raw JSON.
 type leaf struct {
-	path   []string
-	raw    json.RawMessage
-	fields []string // decode each element of this array in these fields only; nil: all
+	path    []string
+	raw     json.RawMessage
+	shallow shallowDecoder // decodes this list element by element, in part; nil: all of it
 }
 
 // splitProjected cuts a JSON object along the projection into the raw JSON of each
@@ -55,11 +54,11 @@ func splitProjected(data []byte, p *projection) ([]leaf, error) {
 		}
 		return nil, fmt.Errorf("must be a JSON object, got %s", jsonKind(v))
 	}
+	if !gojson.Valid(data) {
+		_, err := decodeObject(data) // for encoding/json's precise message
+		return nil, err
+	}
 	if p.all {
-		if !gojson.Valid(data) {
-			_, err := decodeObject(data) // for encoding/json's precise message
-			return nil, err
-		}
 		return []leaf{{raw: data}}, nil
 	}
 	var out []leaf
@@ -70,9 +69,9 @@ func splitProjected(data []byte, p *projection) ([]leaf, error) {
 }
 
 func splitInto(data []byte, p *projection, path []string, out *[]leaf) error {
-	var raw map[string]json.RawMessage
-	if err := gojson.Unmarshal(data, &raw); err != nil {
-		return jsonError(err)
+	raw, err := objectFields(data)
+	if err != nil {
+		return err
 	}
 	for _, k := range p.sortedKeys() {
 		rm, ok := raw[k]
@@ -94,18 +93,51 @@ func splitInto(data []byte, p *projection, path []string, out *[]leaf) error {
 	}
 	for _, k := range p.shallowKeys {
 		if rm, ok := raw[k]; ok {
-			*out = append(*out, leaf{path: append(path[:len(path):len(path)], k), raw: rm, fields: p.shallow[k]})
+			*out = append(*out, leaf{path: append(path[:len(path):len(path)], k), raw: rm, shallow: p.shallow[k]})
 		}
 	}
 	return nil
 }
 
-// decodeShallow decodes a list of objects, each in the given fields only: the other
-// fields keep their raw JSON (a json.RawMessage), opaque to the engine.
-func decodeShallow(raw json.RawMessage, fields []string) (any, error) {
+// A shallowDecoder decodes a list of objects in the parts the mutation vocabulary
+// reads.
+type shallowDecoder func(raw json.RawMessage) (any, error)
+
+// shallowContainer is what the vocabulary reads of a container; goccy skips the other
+// fields (probes, resources, ports, ...) without building them.
+type shallowContainer struct {
+	Name         any `json:"name"`
+	Env          any `json:"env"`
+	EnvFrom      any `json:"envFrom"`
+	VolumeMounts any `json:"volumeMounts"`
+}
+
+func decodeContainersShallow(raw json.RawMessage) (any, error) {
+	var list []*shallowContainer
+	if err := gojson.Unmarshal(raw, &list); err != nil || list == nil {
+		return decodeValue(raw) // not a list of objects (or null): as sent
+	}
+	out := make([]any, len(list))
+	for i, c := range list {
+		if c == nil {
+			continue
+		}
+		m := make(map[string]any, 4)
+		for k, v := range map[string]any{"name": c.Name, "env": c.Env, "envFrom": c.EnvFrom, "volumeMounts": c.VolumeMounts} {
+			if v != nil {
+				m[k] = normalizeNumbers(v)
+			}
+		}
+		out[i] = m
+	}
+	return out, nil
+}
+
+// decodeVolumesShallow keeps each volume's keys (the guard reads the source type from
+// them) but decodes only its name.
+func decodeVolumesShallow(raw json.RawMessage) (any, error) {
 	var elems []json.RawMessage
 	if err := gojson.Unmarshal(raw, &elems); err != nil || elems == nil {
-		// Not a list, or null: keep the value as sent, fully decoded.
 		return decodeValue(raw)
 	}
 	out := make([]any, len(elems))
@@ -121,7 +153,7 @@ func decodeShallow(raw json.RawMessage, fields []string) (any, error) {
 		}
 		m := make(map[string]any, len(obj))
 		for k, v := range obj {
-			if slices.Contains(fields, k) {
+			if k == "name" {
 				dv, err := decodeValue(v)
 				if err != nil {
 					return nil, err
@@ -145,14 +177,107 @@ func decodeValue(raw json.RawMessage) (any, error) {
 	return normalizeNumbers(v), nil
 }
 
+// objectFields returns the fields of a JSON object as sub-slices of data, without
+// copying or decoding them. data must be valid JSON (splitProjected checks the whole
+// document once); a later duplicate key wins, as in encoding/json.
+func objectFields(data []byte) (map[string]json.RawMessage, error) {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return nil, errors.New("expected a JSON object")
+	}
+	fields := map[string]json.RawMessage{}
+	i = skipSpace(data, i+1)
+	if i < len(data) && data[i] == '}' {
+		return fields, nil
+	}
+	for i < len(data) {
+		kEnd := skipString(data, i)
+		var key string
+		if err := gojson.Unmarshal(data[i:kEnd], &key); err != nil {
+			return nil, jsonError(err)
+		}
+		i = skipSpace(data, kEnd)
+		if i >= len(data) || data[i] != ':' {
+			return nil, errors.New("expected ':' in a JSON object")
+		}
+		vStart := skipSpace(data, i+1)
+		vEnd := skipValue(data, vStart)
+		fields[key] = data[vStart:vEnd]
+		i = skipSpace(data, vEnd)
+		if i < len(data) && data[i] == ',' {
+			i = skipSpace(data, i+1)
+			continue
+		}
+		if i < len(data) && data[i] == '}' {
+			return fields, nil
+		}
+		return nil, errors.New("expected ',' or '}' in a JSON object")
+	}
+	return nil, errors.New("unexpected end of a JSON object")
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string starting at data[i] (a '"').
+func skipString(data []byte, i int) int {
+	for j := i + 1; j < len(data); j++ {
+		switch data[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return len(data)
+}
+
+// skipValue returns the index after the (valid) JSON value starting at data[i].
+func skipValue(data []byte, i int) int {
+	if i >= len(data) {
+		return i
+	}
+	switch data[i] {
+	case '"':
+		return skipString(data, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(data); j++ {
+			switch data[j] {
+			case '"':
+				j = skipString(data, j) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return len(data)
+	default: // number, true, false, null
+		j := i
+		for j < len(data) && data[j] != ',' && data[j] != '}' && data[j] != ']' && data[j] != ' ' &&
+			data[j] != '\t' && data[j] != '\n' && data[j] != '\r' {
+			j++
+		}
+		return j
+	}
+}
+
 // buildDoc decodes the leaves into one nested object.
 func buildDoc(leaves []leaf) (map[string]any, error) {
 	doc := map[string]any{}
 	for _, l := range leaves {
 		var v any
 		var err error
-		if l.fields != nil {
-			v, err = decodeShallow(l.raw, l.fields)
+		if l.shallow != nil {
+			v, err = l.shallow(l.raw)
 		} else {
 			v, err = decodeValue(l.raw)
 		}

@@ -15,6 +15,15 @@ type Op struct {
 	Op    string `json:"op"`
 	Path  string `json:"path"`
 	Value any    `json:"value,omitempty"`
+
+	// segs is Path split, when the engine built it from segments (so it is not split
+	// again); dropped once the op is applied.
+	segs []string
+}
+
+// newOp builds an op whose path is made of segments.
+func newOp(op string, value any, segs ...string) Op {
+	return Op{Op: op, Path: pointer(segs...), Value: value, segs: segs}
 }
 
 // MarshalJSON keeps "value" on add, replace and test even when it is null or false,
@@ -74,26 +83,33 @@ func applyOp(doc map[string]any, op Op) error {
 	if err != nil {
 		return err
 	}
+	return applySegs(doc, segs, op)
+}
+
+// applySegs is applyOp with the path already split.
+func applySegs(doc map[string]any, segs []string, op Op) error {
 	switch op.Op {
 	case "add", "replace", "remove", "test":
 	default:
 		return fmt.Errorf("unsupported operation %q (use add, replace, remove or test)", op.Op)
 	}
-	_, err = applyAt(doc, segs, op, "")
+	_, err := applyAt(doc, segs, 0, op)
 	return err
 }
 
-func applyAt(node any, segs []string, op Op, at string) (any, error) {
-	key := segs[0]
-	here := at + "/" + escapePointer(key)
-	if len(segs) > 1 {
+// applyAt applies op at segs[depth:] below node; segs[:depth] is where node is, for
+// messages (built only when there is one to give).
+func applyAt(node any, segs []string, depth int, op Op) (any, error) {
+	key := segs[depth]
+	here := pointerOf(segs[:depth+1])
+	if depth+1 < len(segs) {
 		switch n := node.(type) {
 		case map[string]any:
 			child, ok := n[key]
 			if !ok {
 				return nil, fmt.Errorf("%s does not exist", here)
 			}
-			nc, err := applyAt(child, segs[1:], op, here)
+			nc, err := applyAt(child, segs, depth+1, op)
 			if err != nil {
 				return nil, err
 			}
@@ -104,7 +120,7 @@ func applyAt(node any, segs []string, op Op, at string) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			nc, err := applyAt(n[i], segs[1:], op, here)
+			nc, err := applyAt(n[i], segs, depth+1, op)
 			if err != nil {
 				return nil, err
 			}
@@ -168,10 +184,15 @@ func applyAt(node any, segs []string, op Op, at string) (any, error) {
 			return n, nil
 		}
 	}
-	return nil, fmt.Errorf("%s: cannot patch inside %s", at, jsonKind(node))
+	return nil, fmt.Errorf("%s: cannot patch inside %s", pointerOf(segs[:depth]), jsonKind(node))
 }
 
-func arrayIndex(s string, n int, allowEnd bool, at string) (int, error) {
+// pointerOf is a lazily built JSON Pointer, for error messages.
+type pointerOf []string
+
+func (p pointerOf) String() string { return pointer(p...) }
+
+func arrayIndex(s string, n int, allowEnd bool, at fmt.Stringer) (int, error) {
 	i, err := strconv.Atoi(s)
 	if err != nil || i < 0 || (s != "0" && strings.HasPrefix(s, "0")) {
 		return 0, fmt.Errorf("%s: %q is not an array index", at, s)

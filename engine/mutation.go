@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -68,6 +69,17 @@ type applied struct {
 type mutator struct {
 	doc   map[string]any
 	guard *guard
+	// describe asks for the human descriptions of the trace (explain); formatting
+	// them for every admission would be waste.
+	describe bool
+}
+
+// describef formats a description when they are wanted.
+func (mu *mutator) describef(format string, args ...any) string {
+	if !mu.describe {
+		return ""
+	}
+	return fmt.Sprintf(format, args...)
 }
 
 // apply translates mutation m into patch operations against the pod as it is now,
@@ -119,10 +131,18 @@ func (mu *mutator) apply(m map[string]any) (applied, error) {
 // emit checks and applies one op now, so that the next op of the same mutation is
 // computed against the pod it will really apply to.
 func (mu *mutator) emit(ops *[]Op, op Op) error {
-	if err := mu.guard.check(op, mu.doc); err != nil {
+	segs := op.segs
+	if segs == nil {
+		var err error
+		if segs, err = splitPointer(op.Path); err != nil {
+			return err
+		}
+	}
+	op.segs = nil
+	if err := mu.guard.checkSegs(op, segs, mu.doc); err != nil {
 		return err
 	}
-	if err := applyOp(mu.doc, op); err != nil {
+	if err := applySegs(mu.doc, segs, op); err != nil {
 		return err
 	}
 	*ops = append(*ops, op)
@@ -188,15 +208,15 @@ func namedObject(v any, what string) (map[string]any, string, error) {
 // when the field is absent, else one add per item at the end. Never a replace.
 func (mu *mutator) appendItems(list string, index int, c map[string]any, field string, items []any) ([]Op, error) {
 	var ops []Op
-	base := pointer("spec", list, fmt.Sprint(index), field)
+	idx := strconv.Itoa(index)
 	if existing, ok := c[field]; !ok || existing == nil {
 		if len(items) == 0 {
 			return nil, nil
 		}
-		return ops, mu.emit(&ops, Op{Op: "add", Path: base, Value: items})
+		return ops, mu.emit(&ops, newOp("add", items, "spec", list, idx, field))
 	}
 	for _, it := range items {
-		if err := mu.emit(&ops, Op{Op: "add", Path: base + "/-", Value: it}); err != nil {
+		if err := mu.emit(&ops, newOp("add", it, "spec", list, idx, field, "-")); err != nil {
 			return ops, err
 		}
 	}
@@ -224,7 +244,7 @@ func (mu *mutator) appendToContainer(m map[string]any, kind string) ([]Op, strin
 		}
 	}
 	ops, err := mu.appendItems(list, index, c, field, items)
-	return ops, fmt.Sprintf("container %q: add %s %s", c["name"], field, describeItems(items)), err
+	return ops, mu.describef("container %q: add %s %s", c["name"], field, lazyItems(items)), err
 }
 
 func (mu *mutator) setEnv(m map[string]any) ([]Op, string, error) {
@@ -254,7 +274,7 @@ func (mu *mutator) setEnv(m map[string]any) ([]Op, string, error) {
 		case pos >= 0 && reflect.DeepEqual(existing[pos], entry):
 			continue
 		case pos >= 0:
-			err = mu.emit(&ops, Op{Op: "replace", Path: pointer("spec", list, fmt.Sprint(index), "env", fmt.Sprint(pos)), Value: entry})
+			err = mu.emit(&ops, newOp("replace", entry, "spec", list, strconv.Itoa(index), "env", strconv.Itoa(pos)))
 		default:
 			var more []Op
 			more, err = mu.appendItems(list, index, c, "env", []any{entry})
@@ -267,11 +287,11 @@ func (mu *mutator) setEnv(m map[string]any) ([]Op, string, error) {
 		}
 		changed = append(changed, entry)
 	}
-	return ops, fmt.Sprintf("container %q: set env %s", c["name"], describeItems(changed)), nil
+	return ops, mu.describef("container %q: set env %s", c["name"], lazyItems(changed)), nil
 }
 
 func mustContainer(doc map[string]any, list string, index int) (map[string]any, bool) {
-	v, ok := lookup(doc, "spec", list, fmt.Sprint(index))
+	v, ok := lookup(doc, "spec", list, strconv.Itoa(index))
 	c, _ := v.(map[string]any)
 	return c, ok
 }
@@ -286,7 +306,7 @@ func (mu *mutator) addVolumeMount(m map[string]any) ([]Op, string, error) {
 		return nil, "", err
 	}
 	ops, err := mu.appendItems(list, index, c, "volumeMounts", []any{mount})
-	return ops, fmt.Sprintf("container %q: add volumeMount %s at %v", c["name"], name, mount["mountPath"]), err
+	return ops, mu.describef("container %q: add volumeMount %s at %v", c["name"], name, mount["mountPath"]), err
 }
 
 func (mu *mutator) addVolume(m map[string]any) ([]Op, string, error) {
@@ -312,14 +332,14 @@ func (mu *mutator) addVolume(m map[string]any) ([]Op, string, error) {
 			return nil, "", fmt.Errorf("the pod already has a volume named %q (check for it before adding)", name)
 		}
 	}
-	desc := fmt.Sprintf("add volume %s (%s)", name, position)
+	desc := mu.describef("add volume %s (%s)", name, position)
 	switch {
 	case !present || existing == nil:
-		err = mu.emit(&ops, Op{Op: "add", Path: "/spec/volumes", Value: []any{vol}})
+		err = mu.emit(&ops, newOp("add", []any{vol}, "spec", "volumes"))
 	case position == "first":
-		err = mu.emit(&ops, Op{Op: "add", Path: "/spec/volumes/0", Value: vol})
+		err = mu.emit(&ops, newOp("add", vol, "spec", "volumes", "0"))
 	default:
-		err = mu.emit(&ops, Op{Op: "add", Path: "/spec/volumes/-", Value: vol})
+		err = mu.emit(&ops, newOp("add", vol, "spec", "volumes", "-"))
 	}
 	return ops, desc, err
 }
@@ -337,7 +357,7 @@ func (mu *mutator) setMetadata(m map[string]any, kind string) ([]Op, string, err
 	if !ok {
 		return nil, "", fmt.Errorf("\"value\" must be a string, got %s", jsonKind(m["value"]))
 	}
-	desc := fmt.Sprintf("set %s %s=%s", strings.TrimSuffix(field, "s"), key, value)
+	desc := mu.describef("set %s %s=%s", strings.TrimSuffix(field, "s"), key, value)
 	meta, ok := mu.doc["metadata"].(map[string]any)
 	if !ok {
 		return nil, "", fmt.Errorf("the pod has no metadata")
@@ -345,12 +365,12 @@ func (mu *mutator) setMetadata(m map[string]any, kind string) ([]Op, string, err
 	var ops []Op
 	existing, present := meta[field].(map[string]any)
 	if !present {
-		return ops, desc, mu.emit(&ops, Op{Op: "add", Path: pointer("metadata", field), Value: map[string]any{key: value}})
+		return ops, desc, mu.emit(&ops, newOp("add", map[string]any{key: value}, "metadata", field))
 	}
 	if cur, ok := existing[key]; ok && cur == value {
-		return nil, desc + " (already set)", nil
+		return nil, mu.describef("%s (already set)", desc), nil
 	}
-	return ops, desc, mu.emit(&ops, Op{Op: "add", Path: pointer("metadata", field, key), Value: value})
+	return ops, desc, mu.emit(&ops, newOp("add", value, "metadata", field, key))
 }
 
 func (mu *mutator) setSecurityContext(m map[string]any) ([]Op, string, error) {
@@ -359,11 +379,14 @@ func (mu *mutator) setSecurityContext(m map[string]any) ([]Op, string, error) {
 		return nil, "", fmt.Errorf("\"securityContext\" must be a non-empty object")
 	}
 	keys := sortedKeys(sc)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s=%v", k, sc[k])
+	desc := ""
+	if mu.describe {
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = fmt.Sprintf("%s=%v", k, sc[k])
+		}
+		desc = "set pod securityContext " + strings.Join(parts, ", ")
 	}
-	desc := "set pod securityContext " + strings.Join(parts, ", ")
 	spec, ok := mu.doc["spec"].(map[string]any)
 	if !ok {
 		return nil, "", fmt.Errorf("the pod has no spec")
@@ -371,13 +394,13 @@ func (mu *mutator) setSecurityContext(m map[string]any) ([]Op, string, error) {
 	var ops []Op
 	existing, present := spec["securityContext"].(map[string]any)
 	if !present {
-		return ops, desc, mu.emit(&ops, Op{Op: "add", Path: "/spec/securityContext", Value: sc})
+		return ops, desc, mu.emit(&ops, newOp("add", sc, "spec", "securityContext"))
 	}
 	for _, k := range keys {
 		if cur, ok := existing[k]; ok && reflect.DeepEqual(cur, sc[k]) {
 			continue
 		}
-		if err := mu.emit(&ops, Op{Op: "add", Path: pointer("spec", "securityContext", k), Value: sc[k]}); err != nil {
+		if err := mu.emit(&ops, newOp("add", sc[k], "spec", "securityContext", k)); err != nil {
 			return ops, desc, err
 		}
 	}
@@ -418,8 +441,13 @@ func (mu *mutator) jsonPatch(m map[string]any) ([]Op, string, error) {
 		}
 		paths = append(paths, op.Op+" "+op.Path)
 	}
-	return ops, "json-patch " + strings.Join(paths, ", "), nil
+	return ops, mu.describef("json-patch %s", strings.Join(paths, ", ")), nil
 }
+
+// lazyItems formats items with describeItems only when printed.
+type lazyItems []any
+
+func (l lazyItems) String() string { return describeItems(l) }
 
 // describeItems lists env entries as NAME=value, other items by name.
 func describeItems(items []any) string {

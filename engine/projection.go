@@ -24,7 +24,7 @@ type projection struct {
 	// shallow lists arrays of objects (by key) that only the mutation vocabulary
 	// needs: each element is decoded in the listed fields only, the others stay raw
 	// JSON the engine never looks into. A key also in children is decoded fully.
-	shallow     map[string][]string
+	shallow     map[string]shallowDecoder
 	shallowKeys []string
 }
 
@@ -79,10 +79,10 @@ var mutatorPaths = [][]string{
 // mutatorShallow are the lists the vocabulary reads element by element: a container's
 // name and the lists it appends to, a volume's name (and its source type, which the
 // guard reads from the keys).
-var mutatorShallow = map[string][]string{
-	"containers":     {"name", "env", "envFrom", "volumeMounts"},
-	"initContainers": {"name", "env", "envFrom", "volumeMounts"},
-	"volumes":        {"name"},
+var mutatorShallow = map[string]shallowDecoder{
+	"containers":     decodeContainersShallow,
+	"initContainers": decodeContainersShallow,
+	"volumes":        decodeVolumesShallow,
 }
 
 // projectionsFor analyses a generation. It returns what of the pod to decode (what the

@@ -7,9 +7,9 @@ package webhook
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	gojson "github.com/goccy/go-json"
 	"io"
 	"mime"
 	"net/http"
@@ -240,7 +240,7 @@ func typeMeta(review *admission.Review) metav1.TypeMeta {
 }
 
 func writeJSON(w http.ResponseWriter, v any) error {
-	b, err := json.Marshal(v)
+	b, err := gojson.Marshal(v)
 	if err != nil {
 		http.Error(w, "encoding the response: "+err.Error(), http.StatusInternalServerError)
 		return err
