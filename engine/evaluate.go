@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sync"
 	"time"
+
+	gojson "github.com/goccy/go-json"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -41,7 +44,33 @@ type Result struct {
 	// then be rejected.
 	Denied string
 
-	original []byte
+	original  []byte
+	patchJSON patchJSON
+}
+
+// patchJSON encodes a patch once, however many results share it (memo hits do).
+type patchJSON struct {
+	once *sync.Once
+	b    *[]byte
+	err  *error
+}
+
+func newPatchJSON() patchJSON { return patchJSON{once: &sync.Once{}, b: new([]byte), err: new(error)} }
+
+// PatchJSON returns Patch as JSON ("[]" when empty). Results from the memo share the
+// bytes, so callers must not modify them.
+func (r *Result) PatchJSON() ([]byte, error) {
+	if r.patchJSON.once == nil {
+		r.patchJSON = newPatchJSON()
+	}
+	r.patchJSON.once.Do(func() {
+		patch := r.Patch
+		if patch == nil {
+			patch = []Op{}
+		}
+		*r.patchJSON.b, *r.patchJSON.err = gojson.Marshal(patch)
+	})
+	return *r.patchJSON.b, *r.patchJSON.err
 }
 
 // Pod returns the whole pod after all policies: the received pod with Patch applied.
@@ -130,6 +159,7 @@ func (p *Program) Evaluate(ctx context.Context, req Request, opts EvalOptions) (
 		pt, err := p.runPolicy(ctx, cp, in, opts)
 		if entry, hit := isMemoHit(err); hit {
 			res.Patch = entry.patch
+			res.patchJSON = entry.json
 			res.Trace.Policies = entry.policies
 			res.Trace.Memoized = true
 			res.Trace.Duration = time.Since(start)
@@ -152,6 +182,7 @@ func (p *Program) Evaluate(ctx context.Context, req Request, opts EvalOptions) (
 		res.Trace.ServiceAccount = serviceAccountName(in.doc)
 	}
 	if in.memoKey != nil {
+		res.patchJSON = newPatchJSON()
 		in.memo.put(*in.memoKey, res)
 	}
 	res.Trace.Duration = time.Since(start)

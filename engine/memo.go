@@ -32,6 +32,7 @@ type memo struct {
 type memoEntry struct {
 	patch    []Op
 	policies []PolicyTrace
+	json     patchJSON // the patch, encoded once for every hit
 }
 
 type memoKey [sha256.Size]byte
@@ -65,7 +66,7 @@ func (m *memo) put(k memoKey, res *Result) {
 	if res.Denied != "" {
 		return
 	}
-	m.cache.Add(k, &memoEntry{patch: res.Patch, policies: res.Trace.Policies})
+	m.cache.Add(k, &memoEntry{patch: res.Patch, policies: res.Trace.Policies, json: res.patchJSON})
 }
 
 // keyOf hashes the inputs of one evaluation; leaves is the projected pod.

@@ -124,7 +124,11 @@ func compileServiceAccountRules(ctx context.Context, c *ast.Compiler, b *Bundle,
 			}
 			return nil, le
 		}
-		q, err := rego.New(rego.Query(ref), rego.Compiler(c)).PrepareForEval(ctx)
+		// The value is kept as a Rego term: a JSON round trip would turn sets into
+		// arrays, and the policies use set operations on it.
+		q, err := rego.New(rego.Query(ref), rego.Compiler(c),
+			rego.GenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }),
+		).PrepareForEval(ctx)
 		if err != nil {
 			return nil, &LoadError{Source: b.Source, File: ManifestFile, Field: field, Reason: err.Error()}
 		}
@@ -171,10 +175,11 @@ func (dc *derivedCache) value(ctx context.Context, r *serviceAccountRule, in *re
 	}
 	var v ast.Value
 	if len(rs) > 0 && len(rs[0].Expressions) > 0 {
-		v, err = ast.InterfaceToValue(rs[0].Expressions[0].Value)
-		if err != nil {
+		t, ok := rs[0].Expressions[0].Value.(*ast.Term)
+		if !ok {
 			return nil, false
 		}
+		v = t.Value
 	}
 	dc.cache.Add(k, derivedValue{v: v})
 	return v, v != nil

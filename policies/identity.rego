@@ -165,7 +165,45 @@ _common := object.union(_paths, {
 	"tokenFile": token_file,
 	"credentialEnvNames": [e.name | some e in credential_env],
 	"credentialEnv": credential_env,
+	# Precomputed for the per-pod rules (inject.rego), since settings is evaluated once
+	# per ServiceAccount: the credential keys, the env groups for Linux and Windows
+	# pods, the mount, and the token projection without its expiry.
+	"credentialKeys": {e.name | some e in credential_env},
+	"groups": {
+		"linux": _groups(token_file),
+		"windows": _groups(windows_path(token_file)),
+	},
+	"volumeMount": {"name": _paths.volumeName, "readOnly": true, "mountPath": _paths.mountPath},
+	"tokenProjection": _token_projection,
 })
+
+# The env key groups, in the order their vars are appended: STS, the region pair, the
+# mode's credential pair (with the token file in the pod's OS form). A group's vars are
+# added to a container only when none of its keys is there (upstream's group rule).
+_groups(file) := array.concat(array.concat(_sts_group, _region_group), [{
+	"keys": {e.name | some e in credential_env},
+	"vars": [credential_env[0], {"name": credential_env[1].name, "value": file}],
+}])
+
+_sts_group := [{"keys": {"AWS_STS_REGIONAL_ENDPOINTS"}, "vars": [{"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"}]}] if {
+	sts.decision.value == true
+} else := []
+
+_region_group := [{"keys": {"AWS_REGION", "AWS_DEFAULT_REGION"}, "vars": [
+	{"name": "AWS_DEFAULT_REGION", "value": config.aws_default_region},
+	{"name": "AWS_REGION", "value": config.aws_default_region},
+]}] if {
+	config.aws_default_region != ""
+} else := []
+
+# "C:" + the path with every "/" replaced by "\" (Windows pods, see windows.rego).
+windows_path(p) := concat("", ["C:", replace(p, "/", `\`)])
+
+# The serviceAccountToken projection but its expirationSeconds; "audience" is left out
+# when empty (a ConfigMap entry without one).
+_token_projection := {"path": _paths.tokenPath, "audience": audience_decision.value} if {
+	audience_decision.value != ""
+} else := {"path": _paths.tokenPath}
 
 # The identity decided for the pod's ServiceAccount; undefined when no mode applies.
 # Read-only for other bundles (docs/policies.md, "Extension points").

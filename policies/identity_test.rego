@@ -22,6 +22,22 @@ test_settings_without_object if {
 		"tokenFile": t.token_file,
 		"credentialEnvNames": ["AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"],
 		"credentialEnv": t.web_env(t.role),
+		"credentialKeys": {"AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"},
+		"groups": {
+			"linux": [
+				{"keys": {"AWS_REGION", "AWS_DEFAULT_REGION"}, "vars": t.region_env("eu-west-1")},
+				{"keys": {"AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"}, "vars": t.web_env(t.role)},
+			],
+			"windows": [
+				{"keys": {"AWS_REGION", "AWS_DEFAULT_REGION"}, "vars": t.region_env("eu-west-1")},
+				{"keys": {"AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"}, "vars": [
+					t.env("AWS_ROLE_ARN", t.role),
+					t.env("AWS_WEB_IDENTITY_TOKEN_FILE", `C:\var\run\secrets\eks.amazonaws.com\serviceaccount\token`),
+				]},
+			],
+		},
+		"volumeMount": {"name": "aws-iam-token", "readOnly": true, "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount"},
+		"tokenProjection": {"path": "token", "audience": "sts.amazonaws.com"},
 	}
 }
 
@@ -41,6 +57,16 @@ test_settings_container_credentials if {
 		"tokenFile": "/con-creds-mount-path/con-creds-token-path",
 		"credentialEnvNames": ["AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"],
 		"credentialEnv": t.cc_env,
+		"credentialKeys": {"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"},
+		"groups": {
+			"linux": [{"keys": {"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"}, "vars": t.cc_env}],
+			"windows": [{"keys": {"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"}, "vars": [
+				t.cc_env[0],
+				t.env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", `C:\con-creds-mount-path\con-creds-token-path`),
+			]}],
+		},
+		"volumeMount": {"name": "con-creds-volume-name", "readOnly": true, "mountPath": "/con-creds-mount-path"},
+		"tokenProjection": {"path": "con-creds-token-path", "audience": "con-creds-aud"},
 	}
 }
 

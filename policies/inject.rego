@@ -10,35 +10,19 @@ import data.pod_identity.windows
 
 settings := identity.settings
 
-credential_keys := {n | some n in settings.credentialEnvNames}
+# This file's rules are evaluated for every pod that gets an identity, so they are
+# few and lean: what depends only on the ServiceAccount and the flags (the env key
+# groups, the mount, the token projection) comes precomputed in settings, and
+# containers are read from input.index (their env and mount names as sets).
 
-# The mode's credential pair, with the token file in the pod's OS form.
-credential_env := [
-	settings.credentialEnv[0],
-	{"name": settings.credentialEnv[1].name, "value": windows.token_file},
-]
+credential_keys := settings.credentialKeys
 
 skipped(c) if c.name in containers.skip
 
-# Each considered container with the names of its env vars and mounts (input.index):
-# every check below is a set operation on them. {"list", "index", "name", "env",
-# "mounts"}.
-facts := containers.index
+# The env key groups for this pod's OS (Windows pods get the token file as C:\...).
+groups := settings.groups.windows if windows.is_windows
 
-# The env key groups, in the order their vars are appended: STS, the region pair, the
-# mode's credential pair. A group's vars are added only when none of its keys is there.
-groups := array.concat(array.concat(_sts_group, _region_group), [{"keys": credential_keys, "vars": credential_env}])
-
-_sts_group := [{"keys": {containers.sts_key}, "vars": [{"name": containers.sts_key, "value": "regional"}]}] if {
-	settings.regionalSts == true
-} else := []
-
-_region_group := [{"keys": containers.region_keys, "vars": [
-	{"name": "AWS_DEFAULT_REGION", "value": settings.region},
-	{"name": "AWS_REGION", "value": settings.region},
-]}] if {
-	settings.region != ""
-} else := []
+else := settings.groups.linux
 
 # The untouched-container rule on a container's env names: the credential group, the
 # region group and the STS key all defined.
@@ -50,9 +34,10 @@ _untouched_names(names) if {
 
 untouched(c) if _untouched_names(containers.env_names(c))
 
-# Containers that get env and/or the mount, init containers first.
+# The containers (input.index entries) that get env and/or the mount, init containers
+# first: neither skipped nor untouched.
 target_facts := [f |
-	some f in facts
+	some f in input.index.containers
 	not f.name in containers.skip
 	not _untouched_names(f.env)
 ]
@@ -62,7 +47,8 @@ target_names := {f.name | some f in target_facts}
 # The full containers that get env and/or the mount (for notes: reads the pod).
 targets := [c | some c in containers.considered; c.name in target_names]
 
-# The vars a container with these env names gets, in order.
+# The vars a container with these env names gets, in order: each group whose keys
+# are all absent.
 _env_for(names) := [v |
 	some g in groups
 	count(g.keys & names) == 0
@@ -71,44 +57,35 @@ _env_for(names) := [v |
 
 env(c) := _env_for(containers.env_names(c))
 
-volume_mount := {"name": settings.volumeName, "readOnly": true, "mountPath": settings.mountPath}
+volume_mount := settings.volumeMount
 
-# Mutations name their container; those for init containers say so, because a name
-# is looked up among regular containers first (upstream's fixture initPodNeedsRegion
-# has an init container and a container of the same name, a pod the API server would
-# refuse, and expects both injected).
-_target(f) := {"container": f.name, "initContainer": true} if {
-	f.list == "initContainers"
-} else := {"container": f.name}
-
-_env_mutations(f) := [object.union({"op": "add-env", "env": e}, _target(f))] if {
-	e := _env_for(f.env)
-	count(e) > 0
-} else := []
-
-# The mount is checked by name only (its path is not compared).
-_mount_mutations(f) := [] if {
-	settings.volumeName in f.mounts
-} else := [object.union({"op": "add-volume-mount", "volumeMount": volume_mount}, _target(f))]
-
-# A container's mutations; f is one of facts.
-container_mutations(f) := array.concat(_env_mutations(f), _mount_mutations(f))
+# A container's mutations (f is an input.index entry): one add-env when it lacks any
+# group, and the mount unless a mount of that name exists (its path is not checked).
+# Mutations say whether they are for an init container, because a name is looked up
+# among regular containers first (upstream's fixture initPodNeedsRegion has an init
+# container and a container of the same name, a pod the API server would refuse, and
+# expects both injected).
+container_mutations(f) := array.concat(
+	[m |
+		e := [v | some g in groups; count(g.keys & f.env) == 0; some v in g.vars]
+		count(e) > 0
+		m := {"op": "add-env", "container": f.name, "initContainer": f.list == "initContainers", "env": e}
+	],
+	[m |
+		not settings.volumeName in f.mounts
+		m := {"op": "add-volume-mount", "container": f.name, "initContainer": f.list == "initContainers", "volumeMount": settings.volumeMount}
+	],
+)
 
 # The pod volume is checked by name only (its source is not inspected).
-volume_exists if settings.volumeName in containers.pod_volume_names
-
-_audience := {"audience": settings.audience} if settings.audience != ""
-
-else := {}
-
-token_projection := object.union(
-	{"expirationSeconds": expiration.token_expiration, "path": settings.tokenPath},
-	_audience,
-)
+volume_exists if settings.volumeName in input.index.volumes
 
 volume := {
 	"name": settings.volumeName,
-	"projected": {"sources": [{"serviceAccountToken": token_projection}]},
+	"projected": {"sources": [{"serviceAccountToken": object.union(
+		settings.tokenProjection,
+		{"expirationSeconds": expiration.token_expiration},
+	)}]},
 }
 
 volume_mutations := [] if {
@@ -118,7 +95,9 @@ volume_mutations := [] if {
 # Volume first, then per container (init containers first) its add-env and mount.
 # Undefined when no identity applies.
 mutations := array.concat(volume_mutations, [m |
-	some f in target_facts
+	some f in input.index.containers
+	not f.name in containers.skip
+	not _untouched_names(f.env)
 	some m in container_mutations(f)
 ]) if {
 	settings

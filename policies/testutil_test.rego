@@ -132,7 +132,7 @@ sts_env := env("AWS_STS_REGIONAL_ENDPOINTS", "regional")
 
 web_env(role_arn) := [env("AWS_ROLE_ARN", role_arn), env("AWS_WEB_IDENTITY_TOKEN_FILE", token_file)]
 
-add_env(name, env_list) := {"op": "add-env", "container": name, "env": env_list}
+add_env(name, env_list) := {"op": "add-env", "container": name, "initContainer": false, "env": env_list}
 
 # The same mutations for an init container.
 init(mutation) := object.union(mutation, {"initContainer": true})
@@ -149,6 +149,7 @@ web_volume(expiration) := add_volume(projected("aws-iam-token", "sts.amazonaws.c
 web_mount(name) := {
 	"op": "add-volume-mount",
 	"container": name,
+	"initContainer": false,
 	"volumeMount": {"name": "aws-iam-token", "readOnly": true, "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount"},
 }
 
@@ -162,6 +163,7 @@ cc_volume(expiration) := add_volume(projected("con-creds-volume-name", "con-cred
 cc_mount(name) := {
 	"op": "add-volume-mount",
 	"container": name,
+	"initContainer": false,
 	"volumeMount": {"name": "con-creds-volume-name", "readOnly": true, "mountPath": "/con-creds-mount-path"},
 }
 

@@ -12,8 +12,7 @@ is_windows if {
 	input.object.spec.nodeSelector[label] == "windows"
 }
 
-# "C:" + the path with every "/" replaced by "\".
-windows_path(p) := concat("", ["C:", replace(p, "/", `\`)])
+windows_path(p) := identity.windows_path(p)
 
 token_file := windows_path(identity.settings.tokenFile) if is_windows
 

@@ -1,0 +1,81 @@
+package engine
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+const saRuleRego = `package t
+import rego.v1
+
+# A ServiceAccount rule whose value holds a set.
+settings := {"keys": {k | some k, _ in input.serviceAccount.metadata.annotations}, "calls": 1}
+
+m := [{"op": "set-label", "key": "has-role", "value": "yes"}] if "role" in settings.keys
+`
+
+func TestServiceAccountRules(t *testing.T) {
+	b := bundleOf(t, "serviceAccountRules: [data.t.settings]\npolicies:\n- name: p\n  rule: data.t.m\n",
+		map[string]string{"t.rego": saRuleRego})
+	p := compileT(t, b)
+	if p.derived == nil || len(p.policies[0].derived) != 1 {
+		t.Fatal("the ServiceAccount rule is not passed to the policy")
+	}
+	// The value reaches the policy with its set intact (a JSON round trip would make
+	// it an array, and `in` on the keys would still work but set operations would not).
+	res := evalT(t, p, saRequest())
+	if mustJSON(res.Patch) != `[{"op":"add","path":"/metadata/labels/has-role","value":"yes"}]` {
+		t.Fatalf("patch %s, trace %+v", mustJSON(res.Patch), res.Trace.Policies)
+	}
+	// One cached value per ServiceAccount version.
+	if n := p.derived.cache.Len(); n != 1 {
+		t.Fatalf("%d cached values, want 1", n)
+	}
+	other := saRequest()
+	other.Object = []byte(strings.Replace(podJSON, `"name":"p"`, `"name":"q"`, 1))
+	evalT(t, p, other)
+	if n := p.derived.cache.Len(); n != 1 {
+		t.Fatalf("another pod of the same ServiceAccount added a cached value: %d", n)
+	}
+	changed := saRequest()
+	changed.ServiceAccount.ResourceVersion = "2"
+	changed.ServiceAccount.Annotations = map[string]string{}
+	if res := evalT(t, p, changed); res.Mutated() {
+		t.Fatalf("the new ServiceAccount version (no role) still got the label: %s", mustJSON(res.Patch))
+	}
+}
+
+func TestServiceAccountRuleTypesSurvive(t *testing.T) {
+	// Set operations on the cached value must work exactly as on the computed one.
+	b := bundleOf(t, "serviceAccountRules: [data.t.keys]\npolicies:\n- name: p\n  rule: data.t.m\n", map[string]string{"t.rego": `package t
+keys := {"A", "B"} if input.serviceAccount
+m := [{"op": "set-label", "key": "n", "value": format_int(count(keys & {"A", "C"}), 10)}]
+`})
+	res := evalT(t, compileT(t, b), saRequest())
+	if mustJSON(res.Patch) != `[{"op":"add","path":"/metadata/labels/n","value":"1"}]` {
+		t.Fatalf("patch %s, failed %v", mustJSON(res.Patch), res.Failed())
+	}
+}
+
+func TestServiceAccountRuleMustNotReadThePod(t *testing.T) {
+	for _, tc := range []struct{ name, rego, want string }{
+		{"reads the pod", "package t\ns := input.object.metadata.name\nm := []\n", "reads input.object.metadata.name"},
+		{"reads it through a helper", "package t\ns := h\nh := count(input.object.spec.containers)\nm := []\n", "rule h reads input.object.spec.containers"},
+		{"reads the request uid", "package t\ns := input.request.uid\nm := []\n", "reads input.request.uid"},
+		{"missing", "package t\nm := []\n", "no Rego rule data.t.s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := LoadMap("configmap ns/b", map[string]string{
+				ManifestFile: testManifestHead + "serviceAccountRules: [data.t.s]\npolicies:\n- name: p\n  rule: data.t.m\n",
+				"t.rego":     tc.rego,
+			})
+			if err == nil {
+				_, err = Compile(context.Background(), []*Bundle{b}, Options{})
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "serviceAccountRules[0]") {
+				t.Fatalf("error = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
