@@ -6,7 +6,6 @@ package admission
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	gojson "github.com/goccy/go-json"
@@ -98,7 +97,7 @@ func (a *Admitter) Admit(ctx context.Context, attrs engine.Attributes, object []
 		return d, nil
 	}
 	if res.Mutated() {
-		patch, err := json.Marshal(res.Patch)
+		patch, err := res.PatchJSON()
 		if err != nil {
 			return nil, fmt.Errorf("encoding the patch: %w", err)
 		}
