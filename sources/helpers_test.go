@@ -5,12 +5,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/pod-identity-webhook/pod-identity-webhook/engine"
 	"github.com/pod-identity-webhook/pod-identity-webhook/metrics"
 )
 
@@ -95,3 +97,6 @@ func countActions(client *fake.Clientset, verb, resource string) int {
 func serviceAccount(ns, name string, annotations map[string]string) *corev1.ServiceAccount {
 	return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: annotations}}
 }
+
+// ignoreCached leaves out the policy input a ServiceAccount caches once used.
+var ignoreCached = cmpopts.IgnoreUnexported(engine.ServiceAccount{})
