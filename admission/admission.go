@@ -7,6 +7,7 @@ package admission
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	gojson "github.com/goccy/go-json"
 
@@ -32,6 +33,20 @@ type Admitter struct {
 	Sources Sources
 	// Explain also collects the policies' notes (eval -o explain); off when serving.
 	Explain bool
+	// Workers, when positive, evaluates policies on that many long-lived goroutines
+	// (see workers.go); the server uses GOMAXPROCS. Zero evaluates on the caller's
+	// goroutine.
+	Workers int
+
+	poolOnce sync.Once
+	pool     *workers
+}
+
+// Close stops the worker goroutines, if any.
+func (a *Admitter) Close() {
+	if a.pool != nil {
+		a.pool.close()
+	}
 }
 
 // Decision is the answer to one admission request.
@@ -48,6 +63,20 @@ type Decision struct {
 	// ServiceAccountError is set when the ServiceAccount could not be read; the pod
 	// was then evaluated as if it had none.
 	ServiceAccountError error
+}
+
+func (a *Admitter) evaluate(ctx context.Context, req engine.Request) (*engine.Result, error) {
+	program, opts := a.Program(), engine.EvalOptions{Explain: a.Explain}
+	if a.Workers <= 0 {
+		return program.Evaluate(ctx, req, opts)
+	}
+	a.poolOnce.Do(func() { a.pool = newWorkers(a.Workers) })
+	var res *engine.Result
+	var err error
+	if perr := a.pool.run(ctx, func() { res, err = program.Evaluate(ctx, req, opts) }); perr != nil {
+		return nil, fmt.Errorf("waiting for a policy worker: %w", perr)
+	}
+	return res, err
 }
 
 // podRef is the part of the pod read before evaluation.
@@ -86,7 +115,7 @@ func (a *Admitter) Admit(ctx context.Context, attrs engine.Attributes, object []
 	}
 	req.Namespace = a.Sources.Namespace(ctx, ns)
 
-	res, err := a.Program().Evaluate(ctx, req, engine.EvalOptions{Explain: a.Explain})
+	res, err := a.evaluate(ctx, req)
 	if err != nil {
 		return nil, err
 	}

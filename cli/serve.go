@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -105,6 +106,8 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return usageError("%v", err)
 	}
+	admitter := &admission.Admitter{Program: bundles.Current, Sources: src, Workers: runtime.GOMAXPROCS(0)}
+	defer admitter.Close()
 	srv, err := webhook.New(webhook.Options{
 		Port:                    cfg.Port,
 		MetricsPort:             cfg.MetricsPort,
@@ -116,7 +119,7 @@ func runServe(cmd *cobra.Command, _ []string) error {
 		ShutdownDelay:           cfg.ShutdownDelay,
 		ShutdownGracePeriod:     cfg.ShutdownGracePeriod,
 		Ready:                   func() error { return errors.Join(src.Ready(), bundles.Ready()) },
-		Admitter:                &admission.Admitter{Program: bundles.Current, Sources: src},
+		Admitter:                admitter,
 		Metrics:                 m,
 		Debug:                   src,
 	})
