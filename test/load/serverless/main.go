@@ -106,7 +106,7 @@ func run() error {
 		if err := bundles.Start(ctx); err != nil {
 			return fmt.Errorf("policy bundles: %w", err)
 		}
-		admitter = &admission.Admitter{Program: bundles.Current, Sources: &sources.Static{ServiceAccounts: []*engine.ServiceAccount{sa}}}
+		admitter = &admission.Admitter{Program: bundles.Current, Sources: &sources.Static{ServiceAccounts: []*engine.ServiceAccount{sa}}, Workers: runtime.GOMAXPROCS(0)}
 		ready = bundles.Ready
 	}
 	srv, err := webhook.New(webhook.Options{
