@@ -287,21 +287,23 @@ func (h *Handler) record(out outcome, elapsed time.Duration) {
 	}
 }
 
-// logAdmission writes the one log line of a request. Levels: denials and internal
-// errors at 0 (someone should look), malformed requests at 0 (a client is broken),
-// not-ready at 1 (expected while starting), mutations at 1, unmutated pods at 2 (most
-// pods in a cluster).
+// logAdmission writes the one log line of a request. Levels: denials, internal errors
+// and admissions in which a policy failed (onError: skip) at 0 (someone should look),
+// malformed requests at 0 (a client is broken), not-ready at 1 (expected while
+// starting), mutations at 1, unmutated pods at 2 (most pods in a cluster).
 func logAdmission(out outcome, elapsed time.Duration) {
 	kv := []any{"namespace", out.namespace, "pod", out.pod}
 	if d := out.decision; d != nil {
 		kv = append(kv, "serviceAccount", d.ServiceAccount)
 	}
 	kv = append(kv, "uid", out.uid, "result", out.result, "reason", out.reason)
+	policyFailed := false
 	if d := out.decision; d != nil {
 		applied, failed := policyNames(d)
 		kv = append(kv, "policies", applied)
 		if len(failed) > 0 {
-			kv = append(kv, "failedPolicies", failed)
+			policyFailed = true
+			kv = append(kv, "failedPolicies", failed, "policyErrors", policyErrors(d))
 		}
 		if d.Result != nil {
 			kv = append(kv, "patchOps", len(d.Result.Patch))
@@ -324,7 +326,7 @@ func logAdmission(out outcome, elapsed time.Duration) {
 			level = 1
 		}
 		klog.V(level).InfoS("admission failed", append(kv, "error", errString(out.err))...)
-	case out.result == resultDenied:
+	case out.result == resultDenied || policyFailed:
 		klog.InfoS("admission", kv...)
 	case out.result == resultMutated:
 		klog.V(1).InfoS("admission", kv...)
@@ -348,6 +350,17 @@ func policyNames(d *admission.Decision) (applied, failed []string) {
 		}
 	}
 	return applied, failed
+}
+
+// policyErrors lists the errors of the policies that failed, as "bundle/policy: error".
+func policyErrors(d *admission.Decision) []string {
+	var out []string
+	for _, p := range d.Result.Trace.Policies {
+		if p.Error != "" {
+			out = append(out, p.Bundle+"/"+p.Policy+": "+p.Error)
+		}
+	}
+	return out
 }
 
 func errString(err error) string {
