@@ -14,6 +14,10 @@
 #     flag-defaults.yaml and values.yaml cover every flag with the binary's defaults;
 #   * when the binary builds and has `serve`, the args are also checked against
 #     `pod-identity-webhook serve --help`.
+#   * deploy/install.sh and deploy/uninstall.sh parse (bash -n), their --help runs,
+#     shellcheck passes (when installed), deploy/README.md quotes install.sh --help
+#     verbatim, and the overlay install.sh writes for another namespace renders and passes
+#     manifestcheck (TestInstallScript in test/e2e runs the scripts against an API server).
 #
 # Usage: deploy/validate.sh        (from anywhere; exits non-zero when a check fails)
 # Environment: HELM=path (use this helm), HELM_VERSION, DEPLOY_TOOLS_CACHE, WEBHOOK_BIN=path
@@ -135,6 +139,74 @@ drift() {
 }
 check "kustomize: site-bundle files equal examples/session-name" drift
 
+# ---- install.sh / uninstall.sh ------------------------------------------------------
+# Static checks only: TestInstallScript (test/e2e) runs them against an API server.
+scripts() {
+	local s rc=0
+	for s in deploy/install.sh deploy/uninstall.sh deploy/scripts/install-lib.sh; do
+		bash -n "$s" || { echo "$s does not parse"; rc=1; }
+	done
+	for s in install.sh uninstall.sh; do
+		# --help needs neither kubectl nor a cluster.
+		if ! KUBECTL=/nonexistent "deploy/$s" --help >"$work/help-$s" 2>&1; then
+			echo "deploy/$s --help failed:"
+			cat "$work/help-$s"
+			rc=1
+		elif ! grep -q "^Usage: deploy/$s " "$work/help-$s"; then
+			echo "deploy/$s --help prints no 'Usage: deploy/$s' line"
+			rc=1
+		fi
+	done
+	if command -v shellcheck >/dev/null 2>&1; then
+		shellcheck -x deploy/install.sh deploy/uninstall.sh deploy/scripts/install-lib.sh || rc=1
+	else
+		echo "(shellcheck not installed: skipped)"
+	fi
+	return $rc
+}
+check "install.sh, uninstall.sh: bash -n, --help (and shellcheck when installed)" scripts
+
+# deploy/README.md quotes `install.sh --help` between these two lines, verbatim.
+readme_usage() {
+	sed -n '/^<!-- install.sh --help -->$/,/^<!-- end install.sh --help -->$/p' deploy/README.md |
+		sed '1,2d;$d' | sed '$d' >"$work/readme-usage"
+	if [ ! -s "$work/readme-usage" ]; then
+		echo "deploy/README.md has no install.sh --help block (between <!-- install.sh --help --> and <!-- end install.sh --help -->, in a \`\`\`text fence)"
+		return 1
+	fi
+	diff -u "$work/readme-usage" "$work/help-install.sh" ||
+		{ echo "deploy/README.md quotes a different install.sh --help: paste the new one"; return 1; }
+}
+check "deploy/README.md quotes install.sh --help verbatim" readme_usage
+
+# The overlay install.sh writes for a namespace other than the default renders, and passes
+# manifestcheck (below) like deploy/base: the namespace reaches the webhook's clientConfig
+# and namespaceSelector, the CA injection annotation, the Certificate and the RBAC.
+install_overlay() {
+	(
+		# shellcheck disable=SC2034 # read by install-lib.sh
+		script=install.sh
+		# shellcheck source=deploy/scripts/install-lib.sh
+		. deploy/scripts/install-lib.sh
+		parse_options --namespace piw-system --image registry.example.com/pod-identity-webhook:v1.2.3 --with-site-bundle --watch-namespaces
+		work=$1
+		dir=$(kustomize_dir true)
+		kustomize_build "$dir"
+	) >"$work/install-overlay.yaml" || return 1
+	local rc=0
+	grep -q '^ *image: registry.example.com/pod-identity-webhook:v1.2.3$' "$work/install-overlay.yaml" || { echo "--image did not reach the Deployment"; rc=1; }
+	grep -A8 '^kind: Namespace$' "$work/install-overlay.yaml" | grep -q '^  name: piw-system$' || { echo "the Namespace is not piw-system"; rc=1; }
+	if grep -n 'pod-identity-webhook\.pod-identity-webhook\|namespace: pod-identity-webhook$\|pod-identity-webhook/pod-identity-webhook\|- pod-identity-webhook$' "$work/install-overlay.yaml"; then
+		echo "the default namespace is left in the lines above"
+		rc=1
+	fi
+	grep -q 'pod-identity-webhook.io/bundle' "$work/install-overlay.yaml" || { echo "no site bundle ConfigMap"; rc=1; }
+	grep -q -- '--watch-namespaces=true' "$work/install-overlay.yaml" || { echo "no --watch-namespaces=true"; rc=1; }
+	return $rc
+}
+mkdir -p "$work/install"
+check "install.sh: its kustomize overlay (--namespace --image --with-site-bundle --watch-namespaces) renders" install_overlay "$work/install"
+
 # ---- helm -------------------------------------------------------------------------
 check "helm lint --strict (default values)" "$helm" lint --strict "$chart"
 release=(pod-identity-webhook "$chart" --namespace pod-identity-webhook)
@@ -208,7 +280,7 @@ check "Dockerfile and .dockerignore (static)" dockerfile
 
 # ---- manifests --------------------------------------------------------------------
 check "manifestcheck: kustomize renderings" \
-	"$mc" docs "${helpflags[@]}" "$work/base.yaml" "$work/site-bundle.yaml" "$work/watch-namespaces.yaml"
+	"$mc" docs "${helpflags[@]}" "$work/base.yaml" "$work/site-bundle.yaml" "$work/watch-namespaces.yaml" "$work/install-overlay.yaml"
 check "manifestcheck: helm renderings" \
 	"$mc" docs "${helpflags[@]}" "$work/helm-default.yaml" "$work/helm-extras.yaml" "$work/helm-no-cert-manager.yaml"
 check "manifestcheck: ci/all-flags passes every flag" \
