@@ -45,9 +45,26 @@ bench: ## Benchmarks on one core (GC charged to each op): handler vs plain-Go re
 	BENCHCOUNT=$(BENCHCOUNT) BENCHTIME=$(BENCHTIME) GO=$(GO) test/bench/ratios.sh
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 -benchtime $(BENCHTIME) ./engine/
 
-fuzz: ## Run every fuzz target for FUZZTIME (default 30s)
-	$(GO) test -run '^$$' -fuzz '^FuzzAdmissionReview$$' -fuzztime $(FUZZTIME) ./admission/
-	$(GO) test -run '^$$' -fuzz '^FuzzLoadBundle$$' -fuzztime $(FUZZTIME) ./engine/
+# Every fuzz target, as package:Target. `go test` runs their seeds (and the crashers
+# kept under testdata/fuzz/) as ordinary tests; `make fuzz` fuzzes each in turn.
+FUZZ_TARGETS := \
+	./admission/:FuzzAdmissionReview \
+	./admission/:FuzzAnnotations \
+	./engine/:FuzzLoadBundle \
+	./engine/:FuzzObjectFields \
+	./sources/:FuzzParseRoleMappings \
+	./sources/:FuzzParseIdentities \
+	./builtins/:FuzzParseBool \
+	./builtins/:FuzzParseInt \
+	./builtins/:FuzzCSVRecord
+
+fuzz: ## Run every fuzz target for FUZZTIME (default 30s) each; a crasher is written to testdata/fuzz/<Target>/
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || failed="$$failed $$name"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed"; exit 1; fi
 
 image: ## Build the container image (needs a Docker engine; none runs on the CI machine)
 	docker build --build-arg VERSION=$(VERSION) -t pod-identity-webhook:$(VERSION) .

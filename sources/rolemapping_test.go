@@ -1,6 +1,7 @@
 package sources
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -113,20 +114,63 @@ func TestRoleMappingsLookup(t *testing.T) {
 }
 
 // Whatever the ConfigMap holds, parsing neither panics nor yields a key that is not
-// "<namespace>/<name>".
+// "<namespace>/<name>". An error returns nothing (the caller keeps what it had) and is
+// one line. Every key of the input is accounted for: an exact "<namespace>/<name>"
+// key is kept as it is, anything else is either reported as a problem or (text after
+// a second '/') maps its first two segments; Lookup finds every kept key exactly.
 func FuzzParseRoleMappings(f *testing.F) {
-	for _, s := range []string{``, `{}`, `{"a/b":{}}`, `{"a":{}}`, `{"a/b/c":{"RoleARN":"x"}}`, `{"/":{}}`, `[1]`, `{"a/b":null}`} {
+	for _, s := range []string{``, `{}`, `{"a/b":{}}`, `{"a":{}}`, `{"a/b/c":{"RoleARN":"x"}}`, `{"/":{}}`, `[1]`, `{"a/b":null}`,
+		`{"a/b/c":{"RoleARN":"l"},"a/b":{"RoleARN":"e"}}`, `{"a/b":{"RoleARN":"1"},"a/b":{"RoleARN":"2"}}`,
+		`{"*/sa":{"roleArn":"w","tokenexpiration":600,"useRegionalSts":true}}`, `{"a/b":{"TokenExpiration":1e3}}`,
+		`{"a/b":{"TokenExpiration":"1"}}`, `{"a//b":{}}`, `{"\u002fa/b":{}}`} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, config string) {
-		m, _, err := ParseRoleMappings(config)
+		m, problems, err := ParseRoleMappings(config)
 		if err != nil {
+			if m != nil || problems != nil {
+				t.Fatalf("with the error %v got %v, %v; want nothing", err, m, problems)
+			}
+			if strings.ContainsAny(err.Error(), "\n\r") {
+				t.Fatalf("the error is not one line: %q", err)
+			}
 			return
 		}
 		for k := range m {
 			ns, name, ok := strings.Cut(k, "/")
 			if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
 				t.Errorf("key %q is not <namespace>/<name>", k)
+			}
+			if e := m.Lookup(ns, name); e == nil || e.Key != k || e.Wildcard {
+				t.Errorf("Lookup(%q, %q) = %+v, want the exact entry %q", ns, name, e, k)
+			}
+		}
+		var keys map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(config), &keys); err != nil {
+			return // "" and whitespace: accepted as empty
+		}
+		reported := map[string]bool{}
+		for _, p := range problems {
+			if _, ok := keys[p.Key]; !ok {
+				t.Errorf("a problem names %q, which is no key of the input", p.Key)
+			}
+			reported[p.Key] = true
+		}
+		for k := range keys {
+			parts := strings.Split(k, "/")
+			exact := len(parts) == 2 && parts[0] != "" && parts[1] != ""
+			_, kept := m[k]
+			switch {
+			case exact && !kept:
+				t.Errorf("the key %q is lost", k)
+			case exact && reported[k]:
+				t.Errorf("the key %q is kept and reported as a problem", k)
+			case !exact && !reported[k]:
+				t.Errorf("the key %q is neither exact nor reported", k)
+			case !exact && len(parts) > 2 && parts[0] != "" && parts[1] != "":
+				if _, ok := m[parts[0]+"/"+parts[1]]; !ok {
+					t.Errorf("the key %q maps nothing under %q", k, parts[0]+"/"+parts[1])
+				}
 			}
 		}
 	})
