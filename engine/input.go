@@ -1,7 +1,7 @@
 package engine
 
 import (
-	"sync"
+	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -71,18 +71,26 @@ type ServiceAccount struct {
 	Labels          map[string]string
 	Annotations     map[string]string
 
-	inputOnce sync.Once
-	inputMap  map[string]any
-	inputAST  ast.Value
+	// input caches the policy input; one pointer, since a cluster's every
+	// ServiceAccount is held in memory and most are never used by a pod.
+	cachedInput atomic.Pointer[serviceAccountInput]
+}
+
+type serviceAccountInput struct {
+	m map[string]any
+	v ast.Value
 }
 
 // input returns the ServiceAccount as the policy input holds it, for CEL and Rego.
+// Two first uses at once may both compute it; they compute the same thing.
 func (sa *ServiceAccount) input() (map[string]any, ast.Value) {
-	sa.inputOnce.Do(func() {
-		sa.inputMap = sa.toMap().(map[string]any)
-		sa.inputAST = mustValue(sa.inputMap)
-	})
-	return sa.inputMap, sa.inputAST
+	in := sa.cachedInput.Load()
+	if in == nil {
+		m := sa.toMap().(map[string]any)
+		in = &serviceAccountInput{m: m, v: mustValue(m)}
+		sa.cachedInput.Store(in)
+	}
+	return in.m, in.v
 }
 
 // NamespaceObject is the part of a Namespace policies may read.

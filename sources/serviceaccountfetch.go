@@ -4,10 +4,11 @@ import (
 	"context"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
+
+	"github.com/pod-identity-webhook/pod-identity-webhook/engine"
 )
 
 // The fallback GETs of ServiceAccounts missing from the cache (upstream PR #252): a
@@ -73,7 +74,7 @@ func (s *serviceAccounts) fetch(ctx context.Context, r fetchRequest) {
 	switch {
 	case err == nil:
 		s.metrics.SAFetches.WithLabelValues("found").Inc()
-		s.insertFetched(r, stripped(sa, s.prefix))
+		s.insertFetched(r, StripServiceAccount(sa, s.prefix))
 	case apierrors.IsNotFound(err):
 		// Not an error: the informer may still deliver it within the grace period.
 		s.metrics.SAFetches.WithLabelValues("not_found").Inc()
@@ -105,7 +106,7 @@ func (s *serviceAccounts) fetchNeeded(r fetchRequest) bool {
 // insertFetched adds a fetched ServiceAccount and wakes the waiters, unless the
 // informer delivered the ServiceAccount while the GET ran: the informer's copy, or its
 // later delete, is newer than what the GET saw.
-func (s *serviceAccounts) insertFetched(r fetchRequest, sa *corev1.ServiceAccount) {
+func (s *serviceAccounts) insertFetched(r fetchRequest, sa *engine.ServiceAccount) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r.p.fetching = false
@@ -113,7 +114,7 @@ func (s *serviceAccounts) insertFetched(r fetchRequest, sa *corev1.ServiceAccoun
 	case <-r.p.done: // woken by the informer
 	default:
 		if s.cache[r.key] == nil {
-			s.cache[r.key] = engineServiceAccount(sa)
+			s.cache[r.key] = sa
 		}
 	}
 	s.wakeLocked(r.key)
