@@ -59,6 +59,7 @@ type Config struct {
 	Bundles                 []string      `koanf:"bundle"`
 	NoDefaultBundle         bool          `koanf:"no-default-bundle"`
 	BundleConfigMapSelector string        `koanf:"bundle-configmap-selector"`
+	AllowConfigMapGrants    bool          `koanf:"allow-configmap-bundle-grants"`
 	PolicyTimeout           time.Duration `koanf:"policy-timeout"`
 	CELCostLimit            uint64        `koanf:"cel-cost-limit"`
 
@@ -162,6 +163,7 @@ func AddServeFlags(fs *pflag.FlagSet) {
 	fs.Duration("service-account-lookup-grace-period", d.ServiceAccountLookupGracePeriod, "How long a request waits for a ServiceAccount missing from the cache while it is fetched from the API server (0: no wait, no fetch)")
 	fs.Duration("resync-period", d.ResyncPeriod, "Resync period of the ServiceAccount and ConfigMap informers")
 	fs.String("bundle-configmap-selector", d.BundleConfigMapSelector, "Label selector of the policy bundle ConfigMaps in --namespace; empty disables them")
+	fs.Bool("allow-configmap-bundle-grants", d.AllowConfigMapGrants, "Let bundle ConfigMaps use grants (changes beyond the default guardrails); off, whoever can write a ConfigMap in --namespace cannot grant themselves e.g. image or hostPath changes")
 	fs.Duration("shutdown-grace-period", d.ShutdownGracePeriod, "How long in-flight requests may take to finish on shutdown")
 	fs.Duration("shutdown-delay", d.ShutdownDelay, "How long to keep serving after SIGTERM before shutting down, so that endpoints are updated first")
 	fs.Bool("version", false, "Print the version and exit")

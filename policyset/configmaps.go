@@ -20,11 +20,12 @@ import (
 
 // configMapSource watches the bundle ConfigMaps of one namespace through an informer.
 type configMapSource struct {
-	namespace string
-	selector  labels.Selector
-	factory   informers.SharedInformerFactory
-	informer  cache.SharedIndexInformer
-	lister    listerscorev1.ConfigMapLister
+	allowGrants bool
+	namespace   string
+	selector    labels.Selector
+	factory     informers.SharedInformerFactory
+	informer    cache.SharedIndexInformer
+	lister      listerscorev1.ConfigMapLister
 }
 
 // newConfigMapSource prepares the informer; changed is called on every add, update and
@@ -66,14 +67,17 @@ func (s *configMapSource) entries() ([]*entry, error) {
 	}
 	out := make([]*entry, 0, len(list))
 	for _, cm := range list {
-		out = append(out, configMapEntry(cm))
+		out = append(out, configMapEntry(cm, s.allowGrants))
 	}
 	sortEntries(out)
 	return out, nil
 }
 
 // configMapEntry loads one bundle ConfigMap. Its data keys are the bundle's files.
-func configMapEntry(cm *corev1.ConfigMap) *entry {
+// Unless allowGrants, a manifest with grants is refused: grants are written by the
+// bundle's own author, so they would let anyone who can write a ConfigMap in the
+// namespace change images, privileges or host paths of every pod.
+func configMapEntry(cm *corev1.ConfigMap, allowGrants bool) *entry {
 	source := "configmap " + cm.Namespace + "/" + cm.Name
 	e := &entry{slot: "configmap:" + cm.Name, source: source, name: cm.Name, configMap: cm}
 	order, err := configMapOrder(cm)
@@ -93,6 +97,14 @@ func configMapEntry(cm *corev1.ConfigMap) *entry {
 			Reason: "binaryData is not allowed: a bundle ConfigMap holds manifest.yaml and *.rego as data keys"})
 	}
 	b, err := engine.LoadMap(source, cm.Data) // a missing manifest.yaml is refused there
+	if err == nil && !allowGrants {
+		g := b.Manifest.Grants
+		if len(g.Paths)+len(g.VolumeTypes)+len(g.SecurityContextFields) > 0 {
+			return newEntry(e, nil, &engine.LoadError{Source: source, File: engine.ManifestFile, Field: "grants",
+				Reason: "grants are not allowed in bundle ConfigMaps unless the webhook runs with --allow-configmap-bundle-grants " +
+					"(a ConfigMap author could grant themselves any change to any pod); put such a bundle in a --bundle directory"})
+		}
+	}
 	return newEntry(e, b, err)
 }
 

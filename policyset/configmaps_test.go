@@ -2,7 +2,10 @@ package policyset
 
 import (
 	"reflect"
+	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 func TestConfigMapEntry(t *testing.T) {
@@ -30,7 +33,7 @@ func TestConfigMapEntry(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cm := bundleConfigMap("site", tt.data, tt.annotations)
 			cm.BinaryData = tt.binary
-			e := configMapEntry(cm)
+			e := configMapEntry(cm, false)
 			if e.slot != "configmap:site" || e.source != "configmap policy/site" || e.configMap != cm || e.explicit {
 				t.Fatalf("entry = %+v", e)
 			}
@@ -49,15 +52,15 @@ func TestConfigMapEntry(t *testing.T) {
 
 // The sum covers what matters (content, order) and nothing else.
 func TestEntrySum(t *testing.T) {
-	base := configMapEntry(bundleConfigMap("site", labelBundle("site", "k", "v"), nil))
-	same := configMapEntry(bundleConfigMap("site", labelBundle("site", "k", "v"), map[string]string{"unrelated": "x", OrderAnnotation: "0"}))
+	base := entryOf(bundleConfigMap("site", labelBundle("site", "k", "v"), nil))
+	same := entryOf(bundleConfigMap("site", labelBundle("site", "k", "v"), map[string]string{"unrelated": "x", OrderAnnotation: "0"}))
 	if base.sum != same.sum {
 		t.Fatal("an unrelated annotation changed the sum")
 	}
 	for name, other := range map[string]*entry{
-		"content": configMapEntry(bundleConfigMap("site", labelBundle("site", "k", "w"), nil)),
-		"order":   configMapEntry(bundleConfigMap("site", labelBundle("site", "k", "v"), map[string]string{OrderAnnotation: "1"})),
-		"test":    configMapEntry(bundleConfigMap("site", with(labelBundle("site", "k", "v"), "more_test.rego", "package more_test\n"), nil)),
+		"content": entryOf(bundleConfigMap("site", labelBundle("site", "k", "w"), nil)),
+		"order":   entryOf(bundleConfigMap("site", labelBundle("site", "k", "v"), map[string]string{OrderAnnotation: "1"})),
+		"test":    entryOf(bundleConfigMap("site", with(labelBundle("site", "k", "v"), "more_test.rego", "package more_test\n"), nil)),
 	} {
 		if other.sum == base.sum {
 			t.Errorf("a change of %s kept the sum", name)
@@ -82,5 +85,26 @@ func TestSortEntries(t *testing.T) {
 	}
 	if want := []string{"dir0", "dir1", "dir2", "c", "a0", "b", "a"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("order = %v, want %v", got, want)
+	}
+}
+
+// entryOf is a ConfigMap bundle entry as the manager loads it by default.
+func entryOf(cm *corev1.ConfigMap) *entry { return configMapEntry(cm, false) }
+
+// A bundle ConfigMap may not grant itself more than the guardrails allow unless the
+// webhook says so: its author would otherwise be able to change any pod at all.
+func TestConfigMapGrants(t *testing.T) {
+	data := labelBundle("site", "k", "v")
+	data["manifest.yaml"] = strings.Replace(data["manifest.yaml"], "policies:", "grants:\n  paths: [/spec/containers/*/image]\npolicies:", 1)
+	if !strings.Contains(data["manifest.yaml"], "grants:") {
+		t.Fatalf("test manifest has no grants: %s", data["manifest.yaml"])
+	}
+	refused := configMapEntry(bundleConfigMap("site", data, nil), false)
+	if refused.err == nil || !strings.Contains(refused.err.Error(), "manifest.yaml: grants: grants are not allowed in bundle ConfigMaps unless the webhook runs with --allow-configmap-bundle-grants") {
+		t.Fatalf("err = %v", refused.err)
+	}
+	allowed := configMapEntry(bundleConfigMap("site", data, nil), true)
+	if allowed.err != nil || len(allowed.bundle.Manifest.Grants.Paths) != 1 {
+		t.Fatalf("with grants allowed: err = %v", allowed.err)
 	}
 }

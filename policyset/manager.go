@@ -134,6 +134,7 @@ func (m *Manager) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		s.allowGrants = m.opts.AllowConfigMapGrants
 		m.configMaps = s
 		m.wg.Add(1)
 		go func() {

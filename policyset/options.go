@@ -47,6 +47,8 @@ type Options struct {
 	// Selector is the label selector of the bundle ConfigMaps; empty turns ConfigMap
 	// bundles off.
 	Selector string
+	// AllowConfigMapGrants lets bundle ConfigMaps use grants (--allow-configmap-bundle-grants).
+	AllowConfigMapGrants bool
 
 	// Compile are the engine options every generation is compiled with.
 	Compile engine.Options
@@ -70,11 +72,12 @@ type Options struct {
 // Client, Metrics and Recorder are the caller's.
 func OptionsFromConfig(cfg *config.Config) Options {
 	return Options{
-		DefaultBundle: !cfg.NoDefaultBundle,
-		Dirs:          append([]string(nil), cfg.Bundles...),
-		Namespace:     cfg.Namespace,
-		Selector:      cfg.BundleConfigMapSelector,
-		Compile:       cfg.EngineOptions(),
+		DefaultBundle:        !cfg.NoDefaultBundle,
+		Dirs:                 append([]string(nil), cfg.Bundles...),
+		Namespace:            cfg.Namespace,
+		Selector:             cfg.BundleConfigMapSelector,
+		AllowConfigMapGrants: cfg.AllowConfigMapGrants,
+		Compile:              cfg.EngineOptions(),
 	}
 }
 
