@@ -1,6 +1,7 @@
 package admission
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,7 +28,7 @@ func DecodeReview(body []byte) (*Review, error) {
 	if len(body) == 0 {
 		return nil, errors.New("empty body: expected an AdmissionReview")
 	}
-	var ar admissionv1.AdmissionReview
+	var ar wireReview
 	// goccy/go-json: several times faster than encoding/json on this, the largest
 	// decode of an admission (the review carries the whole pod, kept raw here).
 	if err := gojson.Unmarshal(body, &ar); err != nil {
@@ -36,7 +37,38 @@ func DecodeReview(body []byte) (*Review, error) {
 		}
 		return nil, fmt.Errorf("not an AdmissionReview: %v", strings.TrimPrefix(err.Error(), "json: "))
 	}
-	return &Review{APIVersion: ar.APIVersion, Kind: ar.Kind, Request: ar.Request}, nil
+	review := &Review{APIVersion: ar.APIVersion, Kind: ar.Kind}
+	if ar.Request != nil {
+		review.Request = &ar.Request.AdmissionRequest
+		review.Request.Object.Raw = rawObject(ar.Request.Object)
+		review.Request.OldObject.Raw = rawObject(ar.Request.OldObject)
+	}
+	return review, nil
+}
+
+// rawObject is what runtime.RawExtension would hold: nothing for a JSON null.
+func rawObject(m json.RawMessage) []byte {
+	if string(m) == "null" {
+		return nil
+	}
+	return m
+}
+
+// wireReview is an AdmissionReview as decoded from the wire. The objects are
+// json.RawMessage rather than runtime.RawExtension: goccy/go-json hands a RawMessage
+// the bytes without a copy of its own, and a RawExtension would be copied twice (the
+// pod is most of the body).
+type wireReview struct {
+	APIVersion string       `json:"apiVersion"`
+	Kind       string       `json:"kind"`
+	Request    *wireRequest `json:"request"`
+}
+
+type wireRequest struct {
+	admissionv1.AdmissionRequest
+	// These shadow the embedded request's fields of the same JSON names.
+	Object    json.RawMessage `json:"object"`
+	OldObject json.RawMessage `json:"oldObject"`
 }
 
 // Attributes converts the request's attributes for the engine.

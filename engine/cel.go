@@ -72,6 +72,9 @@ type compiledCondition struct {
 	usesObject   bool
 	objectPaths  [][]string
 	requestPaths [][]string
+	// params are the values of the params the expression names, as JSON, for the
+	// trace of a deciding condition; shared by every trace, so read-only.
+	params map[string]string
 }
 
 // compile type-checks expr, refuses it when its estimated worst-case cost exceeds the

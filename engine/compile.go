@@ -178,6 +178,9 @@ func compilePolicy(ctx context.Context, compiler *ast.Compiler, cel *celCompiler
 	cp.params = mergeParams(mergeParams(config, b.Manifest.Params), pol.Params)
 	cp.params = normalizeNumbers(cp.params).(map[string]any)
 	cp.paramsValue = mustValue(cp.params)
+	for _, cc := range cp.conditions {
+		cc.params = referencedParams(cc.Expression, cp.params)
+	}
 	return cp, nil
 }
 

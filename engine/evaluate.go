@@ -316,14 +316,14 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 		ct := ConditionTrace{Name: c.Name, Expression: c.Expression}
 		if err != nil {
 			ct.Error = err.Error()
-			ct.Params = referencedParams(c.Expression, cp.params)
+			ct.Params = c.params
 			pt.Conditions = append(pt.Conditions, ct)
 			pt.Matched = false
 			return fail("match condition %s: %s", c.Name, deadlineReason(ctx, err))
 		}
 		ct.Result = ok
 		if !ok {
-			ct.Params = referencedParams(c.Expression, cp.params)
+			ct.Params = c.params
 			pt.Conditions = append(pt.Conditions, ct)
 			pt.Matched = false
 			return pt, nil
@@ -432,7 +432,8 @@ func deadlineReason(ctx context.Context, err error) string {
 
 var paramRef = regexp.MustCompile(`\bparams\.([A-Za-z_][A-Za-z0-9_]*)`)
 
-// referencedParams returns the values of the params an expression names, as JSON.
+// referencedParams returns the values of the params an expression names, as JSON. It
+// runs at compile time: params are fixed for a compiled policy.
 func referencedParams(expr string, params map[string]any) map[string]string {
 	var out map[string]string
 	for _, m := range paramRef.FindAllStringSubmatch(expr, -1) {

@@ -48,6 +48,7 @@ type ConditionTrace struct {
 	Error      string `json:"error,omitempty"`
 	// Params are the values of the params the expression refers to, filled in for the
 	// deciding condition, so the explanation shows what the expression compared.
+	// The map is shared between traces: read it, do not modify it.
 	Params map[string]string `json:"params,omitempty"`
 }
 
