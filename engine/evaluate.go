@@ -9,11 +9,11 @@ import (
 	"sync"
 	"time"
 
-	gojson "github.com/goccy/go-json"
-
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 )
+
+var PhaseNs [8]int64
 
 // InputError means the request itself is malformed (not a pod, not JSON). It is the
 // caller's input that is wrong, not a policy.
@@ -64,11 +64,7 @@ func (r *Result) PatchJSON() ([]byte, error) {
 		r.patchJSON = newPatchJSON()
 	}
 	r.patchJSON.once.Do(func() {
-		patch := r.Patch
-		if patch == nil {
-			patch = []Op{}
-		}
-		*r.patchJSON.b, *r.patchJSON.err = gojson.Marshal(patch)
+		*r.patchJSON.b, *r.patchJSON.err = marshalPatch(r.Patch)
 	})
 	return *r.patchJSON.b, *r.patchJSON.err
 }
@@ -309,6 +305,7 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 			return pt, err
 		}
 	}
+	tP := time.Now()
 	vars := in.celVars(cp.params)
 	pt.Matched = true
 	for _, c := range cp.conditions {
@@ -331,9 +328,11 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 		pt.Conditions = append(pt.Conditions, ct)
 	}
 
+	PhaseNs[0] += int64(time.Since(tP)); tP = time.Now()
 	if err := in.decode(); err != nil {
 		return pt, err
 	}
+	PhaseNs[1] += int64(time.Since(tP)); tP = time.Now()
 	inputValue := in.regoInput(cp.paramsValue)
 	input := rego.EvalParsedInput(inputValue)
 	query := cp.rule
@@ -341,7 +340,9 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 		inputValue.(ast.Object).Insert(ast.StringTerm(derivedInputKey), ast.NewTerm(derived))
 		query = cp.ruleWithDerived
 	}
+	PhaseNs[2] += int64(time.Since(tP)); tP = time.Now()
 	rs, err := query.Eval(ctx, input)
+	PhaseNs[3] += int64(time.Since(tP)); tP = time.Now()
 	if err != nil {
 		return fail("rule %s: %s", cp.Policy.Rule, deadlineReason(ctx, err))
 	}
@@ -355,6 +356,8 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 		pt.Notes = append(pt.Notes, evalNotes(ctx, *cp.notes, input)...)
 	}
 	muts, err := mutationList(value)
+	PhaseNs[4] += int64(time.Since(tP)); tP = time.Now()
+	defer func() { PhaseNs[5] += int64(time.Since(tP)) }()
 	if err != nil {
 		return fail("rule %s: %v", cp.Policy.Rule, err)
 	}

@@ -1,12 +1,13 @@
 package engine
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
+
+	gojson "github.com/goccy/go-json"
 )
 
 // Op is one RFC 6902 JSON Patch operation. The engine only produces add, replace and
@@ -28,18 +29,53 @@ func newOp(op string, value any, segs ...string) Op {
 
 // MarshalJSON keeps "value" on add, replace and test even when it is null or false,
 // which omitempty would drop.
-func (o Op) MarshalJSON() ([]byte, error) {
-	if o.Op == "remove" {
-		return json.Marshal(struct {
-			Op   string `json:"op"`
-			Path string `json:"path"`
-		}{o.Op, o.Path})
+func (o Op) MarshalJSON() ([]byte, error) { return o.appendJSON(nil) }
+
+// appendJSON appends the op as JSON. The value is encoded with goccy/go-json, which
+// sorts map keys as encoding/json does, so equal patches are equal bytes.
+func (o Op) appendJSON(b []byte) ([]byte, error) {
+	b = append(b, `{"op":`...)
+	b = appendJSONString(b, o.Op)
+	b = append(b, `,"path":`...)
+	b = appendJSONString(b, o.Path)
+	if o.Op != "remove" {
+		v, err := gojson.Marshal(o.Value)
+		if err != nil {
+			return nil, fmt.Errorf("op %s %s: %w", o.Op, o.Path, err)
+		}
+		b = append(b, `,"value":`...)
+		b = append(b, v...)
 	}
-	return json.Marshal(struct {
-		Op    string `json:"op"`
-		Path  string `json:"path"`
-		Value any    `json:"value"`
-	}{o.Op, o.Path, o.Value})
+	return append(b, '}'), nil
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
+			enc, _ := gojson.Marshal(s) // rare: escapes needed
+			return append(b, enc...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// marshalPatch encodes ops as a JSON array ("[]" when there are none).
+func marshalPatch(ops []Op) ([]byte, error) {
+	b := make([]byte, 0, 128*len(ops)+2)
+	b = append(b, '[')
+	for i, o := range ops {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var err error
+		if b, err = o.appendJSON(b); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, ']'), nil
 }
 
 // pointer builds a JSON Pointer from segments, escaping "~" and "/".
