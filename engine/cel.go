@@ -9,6 +9,7 @@ import (
 	"github.com/google/cel-go/checker"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/interpreter"
 	"k8s.io/apiserver/pkg/cel/environment"
 	"k8s.io/apiserver/pkg/cel/library"
 )
@@ -110,7 +111,7 @@ func (c *celCompiler) compile(mc MatchCondition) (*compiledCondition, error) {
 }
 
 // eval runs the condition. A non-bool result is an error, as in Kubernetes.
-func (cc *compiledCondition) eval(ctx context.Context, vars map[string]any) (bool, error) {
+func (cc *compiledCondition) eval(ctx context.Context, vars interpreter.Activation) (bool, error) {
 	out, _, err := cc.program.ContextEval(ctx, vars)
 	if err != nil {
 		return false, fmt.Errorf("%s", oneLine(err.Error()))

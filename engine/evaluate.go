@@ -13,7 +13,6 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 )
 
-var PhaseNs [8]int64
 
 // InputError means the request itself is malformed (not a pod, not JSON). It is the
 // caller's input that is wrong, not a policy.
@@ -122,19 +121,8 @@ func (p *Program) Evaluate(ctx context.Context, req Request, opts EvalOptions) (
 		proj:     p.proj,
 		regoProj: p.regoProj,
 		req:      &req,
-		fixed: map[string]any{
-			varOldObject:       old,
-			varRequest:         req.Attributes.toMap(),
-			varServiceAccount:  nil,
-			varNamespaceObject: req.Namespace.toMap(),
-			varIdentities:      req.Identities.toMap(),
-		},
 	}
-	if req.ServiceAccount != nil {
-		var saAST ast.Value
-		in.fixed[varServiceAccount], saAST = req.ServiceAccount.input()
-		in.fixedAST = map[string]ast.Value{varServiceAccount: saAST}
-	}
+	in.fixed = fixedInputs{req: &req, old: old}
 	if !opts.Explain {
 		in.memo = p.memo // explain wants notes, which the memo does not keep
 	} else {
@@ -197,8 +185,7 @@ type requestInput struct {
 	memo     *memo    // nil: no memoisation for this evaluation
 	memoKey  *memoKey // set once the pod was hashed
 	doc      map[string]any
-	fixed    map[string]any
-	fixedAST map[string]ast.Value
+	fixed    fixedInputs
 	docAST   ast.Value // nil when doc changed since the last conversion
 	indexAST ast.Value // input.index; nil with docAST
 }
@@ -247,33 +234,7 @@ func (in *requestInput) restore() {
 	in.doc, in.docAST, in.indexAST = doc, nil, nil
 }
 
-func (in *requestInput) celVars(params map[string]any) map[string]any {
-	vars := make(map[string]any, len(in.fixed)+2)
-	for k, v := range in.fixed {
-		vars[k] = v
-	}
-	vars[varObject] = in.doc // nil when the conditions do not read it
-	vars[varParams] = params
-	return vars
-}
-
-// fixedValue returns one fixed input as a Rego value, converting it on first use.
-func (in *requestInput) fixedValue(name string) ast.Value {
-	if in.fixedAST == nil {
-		in.fixedAST = make(map[string]ast.Value, len(in.fixed))
-	}
-	if len(in.fixedAST) < len(in.fixed) {
-		for k, v := range in.fixed {
-			if _, done := in.fixedAST[k]; !done {
-				in.fixedAST[k] = mustValue(v)
-			}
-		}
-	}
-	return in.fixedAST[name]
-}
-
 func (in *requestInput) regoInput(params ast.Value) ast.Value {
-	in.fixedValue(varRequest)
 	if in.docAST == nil {
 		in.docAST = mustValue(in.regoProj.project(in.doc))
 		in.indexAST = buildIndex(in.doc)
@@ -283,8 +244,8 @@ func (in *requestInput) regoInput(params ast.Value) ast.Value {
 		ast.Item(ast.StringTerm(varIndex), ast.NewTerm(in.indexAST)),
 		ast.Item(ast.StringTerm(varParams), ast.NewTerm(params)),
 	)
-	for k, v := range in.fixedAST {
-		obj.Insert(ast.StringTerm(k), ast.NewTerm(v))
+	for i, name := range fixedNames {
+		obj.Insert(ast.StringTerm(name), ast.NewTerm(in.fixed.value(i)))
 	}
 	return obj
 }
@@ -305,8 +266,7 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 			return pt, err
 		}
 	}
-	tP := time.Now()
-	vars := in.celVars(cp.params)
+	vars := &celActivation{in: in, params: cp.params}
 	pt.Matched = true
 	for _, c := range cp.conditions {
 		ok, err := c.eval(ctx, vars)
@@ -328,11 +288,9 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 		pt.Conditions = append(pt.Conditions, ct)
 	}
 
-	PhaseNs[0] += int64(time.Since(tP)); tP = time.Now()
 	if err := in.decode(); err != nil {
 		return pt, err
 	}
-	PhaseNs[1] += int64(time.Since(tP)); tP = time.Now()
 	inputValue := in.regoInput(cp.paramsValue)
 	input := rego.EvalParsedInput(inputValue)
 	query := cp.rule
@@ -340,9 +298,7 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 		inputValue.(ast.Object).Insert(ast.StringTerm(derivedInputKey), ast.NewTerm(derived))
 		query = cp.ruleWithDerived
 	}
-	PhaseNs[2] += int64(time.Since(tP)); tP = time.Now()
 	rs, err := query.Eval(ctx, input)
-	PhaseNs[3] += int64(time.Since(tP)); tP = time.Now()
 	if err != nil {
 		return fail("rule %s: %s", cp.Policy.Rule, deadlineReason(ctx, err))
 	}
@@ -356,8 +312,6 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 		pt.Notes = append(pt.Notes, evalNotes(ctx, *cp.notes, input)...)
 	}
 	muts, err := mutationList(value)
-	PhaseNs[4] += int64(time.Since(tP)); tP = time.Now()
-	defer func() { PhaseNs[5] += int64(time.Since(tP)) }()
 	if err != nil {
 		return fail("rule %s: %v", cp.Policy.Rule, err)
 	}

@@ -77,8 +77,9 @@ type ServiceAccount struct {
 }
 
 type serviceAccountInput struct {
-	m map[string]any
-	v ast.Value
+	m   map[string]any
+	v   ast.Value
+	key []byte // its part of memo keys
 }
 
 // input returns the ServiceAccount as the policy input holds it, for CEL and Rego.
@@ -87,10 +88,16 @@ func (sa *ServiceAccount) input() (map[string]any, ast.Value) {
 	in := sa.cachedInput.Load()
 	if in == nil {
 		m := sa.toMap().(map[string]any)
-		in = &serviceAccountInput{m: m, v: mustValue(m)}
+		in = &serviceAccountInput{m: m, v: mustValue(m), key: serviceAccountKey(sa)}
 		sa.cachedInput.Store(in)
 	}
 	return in.m, in.v
+}
+
+// keyBytes returns the ServiceAccount's part of memo keys.
+func (sa *ServiceAccount) keyBytes() []byte {
+	sa.input()
+	return sa.cachedInput.Load().key
 }
 
 // NamespaceObject is the part of a Namespace policies may read.

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
+	"unsafe"
 
 	gojson "github.com/goccy/go-json"
 )
@@ -69,13 +71,22 @@ func splitProjected(data []byte, p *projection) ([]leaf, error) {
 }
 
 func splitInto(data []byte, p *projection, path []string, out *[]leaf) error {
-	raw, err := objectFields(data)
+	// The projected fields of this object, by position in p.keys then p.shallowKeys;
+	// a later duplicate key wins, as in encoding/json.
+	found := make([]json.RawMessage, len(p.keys)+len(p.shallowKeys))
+	err := forEachField(data, func(key string, value json.RawMessage) {
+		if i := slices.Index(p.keys, key); i >= 0 {
+			found[i] = value
+		} else if i := slices.Index(p.shallowKeys, key); i >= 0 {
+			found[len(p.keys)+i] = value
+		}
+	})
 	if err != nil {
 		return err
 	}
-	for _, k := range p.sortedKeys() {
-		rm, ok := raw[k]
-		if !ok {
+	for i, k := range p.keys {
+		rm := found[i]
+		if rm == nil {
 			continue
 		}
 		child := p.children[k]
@@ -91,8 +102,8 @@ func splitInto(data []byte, p *projection, path []string, out *[]leaf) error {
 			return err
 		}
 	}
-	for _, k := range p.shallowKeys {
-		if rm, ok := raw[k]; ok {
+	for i, k := range p.shallowKeys {
+		if rm := found[len(p.keys)+i]; rm != nil {
 			*out = append(*out, leaf{path: append(path[:len(path):len(path)], k), raw: rm, shallow: p.shallow[k]})
 		}
 	}
@@ -184,48 +195,62 @@ func decodeValue(raw json.RawMessage) (any, error) {
 // copying or decoding them. data must be valid JSON (splitProjected checks the whole
 // document once); a later duplicate key wins, as in encoding/json.
 func objectFields(data []byte) (map[string]json.RawMessage, error) {
+	fields := map[string]json.RawMessage{}
+	err := forEachField(data, func(key string, value json.RawMessage) {
+		fields[strings.Clone(key)] = value
+	})
+	if err != nil {
+		return nil, err
+	}
+	return fields, nil
+}
+
+// forEachField calls fn with each field of a JSON object, in order, the value as a
+// sub-slice of data. The key is only valid during the call (it may alias data, see
+// objectKey): fn must clone it to keep it. data must be valid JSON.
+func forEachField(data []byte, fn func(key string, value json.RawMessage)) error {
 	i := skipSpace(data, 0)
 	if i >= len(data) || data[i] != '{' {
-		return nil, errors.New("expected a JSON object")
+		return errors.New("expected a JSON object")
 	}
-	fields := map[string]json.RawMessage{}
 	i = skipSpace(data, i+1)
 	if i < len(data) && data[i] == '}' {
-		return fields, nil
+		return nil
 	}
 	for i < len(data) {
 		kEnd := skipString(data, i)
 		key, err := objectKey(data[i:kEnd])
 		if err != nil {
-			return nil, err
+			return err
 		}
 		i = skipSpace(data, kEnd)
 		if i >= len(data) || data[i] != ':' {
-			return nil, errors.New("expected ':' in a JSON object")
+			return errors.New("expected ':' in a JSON object")
 		}
 		vStart := skipSpace(data, i+1)
 		vEnd := skipValue(data, vStart)
-		fields[key] = data[vStart:vEnd]
+		fn(key, data[vStart:vEnd])
 		i = skipSpace(data, vEnd)
 		if i < len(data) && data[i] == ',' {
 			i = skipSpace(data, i+1)
 			continue
 		}
 		if i < len(data) && data[i] == '}' {
-			return fields, nil
+			return nil
 		}
-		return nil, errors.New("expected ',' or '}' in a JSON object")
+		return errors.New("expected ',' or '}' in a JSON object")
 	}
-	return nil, errors.New("unexpected end of a JSON object")
+	return errors.New("unexpected end of a JSON object")
 }
 
-// objectKey decodes a quoted object key. Keys without escapes (all of a pod's, in
-// practice) are sliced directly: a decoder call per key cost more than the rest of
-// the split.
+// objectKey decodes a quoted object key. A key without escapes (all of a pod's, in
+// practice) is returned as a string that aliases quoted, without a copy: a decoder
+// call, or even a copy, per key cost more than the rest of the split.
 func objectKey(quoted []byte) (string, error) {
 	if len(quoted) >= 2 && quoted[0] == '"' && quoted[len(quoted)-1] == '"' &&
 		bytes.IndexByte(quoted[1:len(quoted)-1], '\\') < 0 {
-		return string(quoted[1 : len(quoted)-1]), nil
+		inner := quoted[1 : len(quoted)-1]
+		return unsafe.String(unsafe.SliceData(inner), len(inner)), nil
 	}
 	var key string
 	if err := gojson.Unmarshal(quoted, &key); err != nil {

@@ -5,7 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 
 	"k8s.io/utils/lru"
@@ -71,89 +72,114 @@ func (m *memo) put(k memoKey, res *Result) {
 
 // keyOf hashes the inputs of one evaluation; leaves is the projected pod.
 func keyOf(req *Request, leaves []leaf) memoKey {
-	h := sha256.New()
-	w := keyWriter{h: h}
+	w := newKeyWriter()
 	w.str("pod")
 	w.int(len(leaves))
 	for _, l := range leaves {
-		w.strs(l.path)
+		w.strs(l.path...)
 		w.bytes(l.raw)
 	}
 	w.bytes(req.OldObject)
 	a := req.Attributes
-	w.strs([]string{a.Kind.Group, a.Kind.Version, a.Kind.Kind, a.Resource.Group, a.Resource.Version, a.Resource.Resource,
-		a.SubResource, a.Name, a.Namespace, a.Operation, a.UserInfo.Username, a.UserInfo.UID, strconv.FormatBool(a.DryRun)})
-	w.strs(a.UserInfo.Groups)
+	w.strs(a.Kind.Group, a.Kind.Version, a.Kind.Kind, a.Resource.Group, a.Resource.Version, a.Resource.Resource,
+		a.SubResource, a.Name, a.Namespace, a.Operation, a.UserInfo.Username, a.UserInfo.UID, strconv.FormatBool(a.DryRun))
+	w.strs(a.UserInfo.Groups...)
 	writeServiceAccountInputs(w, req)
-	var k memoKey
-	h.Sum(k[:0])
-	return k
+	return w.sum()
 }
 
 // writeServiceAccountInputs writes what is known per ServiceAccount: the
 // ServiceAccount (its resourceVersion changes with every update), the Namespace and
 // the identities.
-func writeServiceAccountInputs(w keyWriter, req *Request) {
+func writeServiceAccountInputs(w *keyWriter, req *Request) {
 	if sa := req.ServiceAccount; sa != nil {
-		w.strs([]string{"sa", sa.Namespace, sa.Name, sa.UID, sa.ResourceVersion})
-		w.stringMap(sa.Labels)
-		w.stringMap(sa.Annotations)
+		w.b = append(w.b, sa.keyBytes()...)
 	} else {
 		w.str("no sa")
 	}
 	if ns := req.Namespace; ns != nil {
-		w.strs([]string{"ns", ns.Name})
+		w.strs("ns", ns.Name)
 		w.stringMap(ns.Labels)
 		w.stringMap(ns.Annotations)
 	} else {
 		w.str("no ns")
 	}
 	if cc := req.Identities.ContainerCredentials; cc != nil {
-		w.strs([]string{"cc", cc.Namespace, cc.ServiceAccount})
+		w.strs("cc", cc.Namespace, cc.ServiceAccount)
 	} else {
 		w.str("no cc")
 	}
 	if cm := req.Identities.ConfigMap; cm != nil {
-		w.strs([]string{"cm", cm.Key, strconv.FormatBool(cm.Wildcard), cm.RoleARN, cm.Audience,
-			strconv.FormatBool(cm.UseRegionalSTS), strconv.FormatInt(cm.TokenExpiration, 10)})
+		w.strs("cm", cm.Key, strconv.FormatBool(cm.Wildcard), cm.RoleARN, cm.Audience,
+			strconv.FormatBool(cm.UseRegionalSTS), strconv.FormatInt(cm.TokenExpiration, 10))
 	} else {
 		w.str("no cm")
 	}
 }
 
+// serviceAccountKey is the ServiceAccount's part of a memo key, written once per
+// ServiceAccount version (see ServiceAccount.keyBytes).
+func serviceAccountKey(sa *ServiceAccount) []byte {
+	var w keyWriter
+	w.strs("sa", sa.Namespace, sa.Name, sa.UID, sa.ResourceVersion)
+	w.stringMap(sa.Labels)
+	w.stringMap(sa.Annotations)
+	return w.b
+}
+
 // keyWriter writes length-prefixed fields, so that no two inputs hash alike by
-// shifting bytes from one field to the next.
-type keyWriter struct{ h hash.Hash }
-
-func (w keyWriter) int(n int) {
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], uint64(n))
-	w.h.Write(b[:])
+// shifting bytes from one field to the next. Small fields are gathered in b and
+// written to the hash together (each write of a small field through hash.Hash cost an
+// allocation); large ones (the pod's projected JSON) go to the hash directly. With no
+// hash, everything stays in b.
+type keyWriter struct {
+	h hash.Hash
+	b []byte
 }
 
-func (w keyWriter) bytes(b []byte) {
+func newKeyWriter() *keyWriter { return &keyWriter{h: sha256.New(), b: make([]byte, 0, 512)} }
+
+// sum returns the hash of everything written.
+func (w *keyWriter) sum() memoKey {
+	w.flush()
+	var k memoKey
+	w.h.Sum(k[:0])
+	return k
+}
+
+func (w *keyWriter) flush() {
+	if w.h != nil && len(w.b) > 0 {
+		w.h.Write(w.b)
+		w.b = w.b[:0]
+	}
+}
+
+func (w *keyWriter) int(n int) { w.b = binary.LittleEndian.AppendUint64(w.b, uint64(n)) }
+
+func (w *keyWriter) bytes(b []byte) {
 	w.int(len(b))
-	w.h.Write(b)
+	if w.h != nil && len(b) > 256 {
+		w.flush()
+		w.h.Write(b)
+		return
+	}
+	w.b = append(w.b, b...)
 }
 
-func (w keyWriter) str(s string) {
+func (w *keyWriter) str(s string) {
 	w.int(len(s))
-	w.h.Write([]byte(s))
+	w.b = append(w.b, s...)
 }
 
-func (w keyWriter) strs(ss []string) {
+func (w *keyWriter) strs(ss ...string) {
 	w.int(len(ss))
 	for _, s := range ss {
 		w.str(s)
 	}
 }
 
-func (w keyWriter) stringMap(m map[string]string) {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+func (w *keyWriter) stringMap(m map[string]string) {
+	keys := slices.Sorted(maps.Keys(m))
 	w.int(len(keys))
 	for _, k := range keys {
 		w.str(k)

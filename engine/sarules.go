@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"strings"
 
@@ -163,9 +162,9 @@ func (dc *derivedCache) value(ctx context.Context, r *serviceAccountRule, in *re
 		return dv.v, dv.v != nil
 	}
 	input := ast.NewObject(
-		ast.Item(ast.StringTerm(varServiceAccount), ast.NewTerm(in.fixedValue(varServiceAccount))),
-		ast.Item(ast.StringTerm(varIdentities), ast.NewTerm(in.fixedValue(varIdentities))),
-		ast.Item(ast.StringTerm(varNamespaceObject), ast.NewTerm(in.fixedValue(varNamespaceObject))),
+		ast.Item(ast.StringTerm(varServiceAccount), ast.NewTerm(in.fixed.value(fixedServiceAccount))),
+		ast.Item(ast.StringTerm(varIdentities), ast.NewTerm(in.fixed.value(fixedIdentities))),
+		ast.Item(ast.StringTerm(varNamespaceObject), ast.NewTerm(in.fixed.value(fixedNamespaceObject))),
 		ast.Item(ast.StringTerm(varParams), ast.NewTerm(r.params)),
 		ast.Item(ast.StringTerm(varRequest), ast.ObjectTerm(ast.Item(ast.StringTerm("namespace"), ast.StringTerm(in.req.Attributes.Namespace)))),
 	)
@@ -188,12 +187,9 @@ func (dc *derivedCache) value(ctx context.Context, r *serviceAccountRule, in *re
 // derivedKey identifies a rule's inputs: the ServiceAccount version, the identities,
 // the Namespace and the request namespace.
 func derivedKey(id int, req *Request) memoKey {
-	h := sha256.New()
-	w := keyWriter{h: h}
+	w := newKeyWriter()
 	w.int(id)
 	w.str(req.Attributes.Namespace)
 	writeServiceAccountInputs(w, req)
-	var k memoKey
-	h.Sum(k[:0])
-	return k
+	return w.sum()
 }
