@@ -13,7 +13,6 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 )
 
-
 // InputError means the request itself is malformed (not a pod, not JSON). It is the
 // caller's input that is wrong, not a policy.
 type InputError struct {
