@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
+	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/interpreter"
@@ -73,6 +74,8 @@ type compiledCondition struct {
 	usesObject   bool
 	objectPaths  [][]string
 	requestPaths [][]string
+	// metered says the program counts its cost and checks the context (see compile).
+	metered bool
 	// params are the values of the params the expression names, as JSON, for the
 	// trace of a deciding condition; shared by every trace, so read-only.
 	params map[string]string
@@ -97,22 +100,35 @@ func (c *celCompiler) compile(mc MatchCondition) (*compiledCondition, error) {
 		return nil, fmt.Errorf("its worst-case cost %d exceeds the limit %d (lists and maps assumed up to %d entries, strings up to %d characters); simplify it or move the work to Rego",
 			est.Max, c.costLimit, estimatedMaxCollection, estimatedMaxString)
 	}
-	prg, err := c.env.Program(ast,
-		cel.CostLimit(c.costLimit),
-		cel.InterruptCheckFrequency(100),
-	)
+	native := ast.NativeRep()
+	// Only an expression that loops (a comprehension: all, exists, map, filter, ...)
+	// can do work out of proportion to the values it reads; such an expression is
+	// metered at run time against the cost limit and interrupted by the per-request
+	// deadline. Metering the others too cost a third of a memo hit's allocations, for
+	// expressions whose work is bounded by their size and their inputs'.
+	metered := hasComprehension(native)
+	var opts []cel.ProgramOption
+	if metered {
+		opts = append(opts, cel.CostLimit(c.costLimit), cel.InterruptCheckFrequency(100))
+	}
+	prg, err := c.env.Program(ast, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot build its program: %v", err)
 	}
-	native := ast.NativeRep()
-	return &compiledCondition{MatchCondition: mc, program: prg,
+	return &compiledCondition{MatchCondition: mc, program: prg, metered: metered,
 		usesObject: celReferences(native, varObject), objectPaths: celPaths(native, varObject),
 		requestPaths: celPaths(native, varRequest)}, nil
 }
 
 // eval runs the condition. A non-bool result is an error, as in Kubernetes.
 func (cc *compiledCondition) eval(ctx context.Context, vars interpreter.Activation) (bool, error) {
-	out, _, err := cc.program.ContextEval(ctx, vars)
+	var out ref.Val
+	var err error
+	if cc.metered {
+		out, _, err = cc.program.ContextEval(ctx, vars)
+	} else {
+		out, _, err = cc.program.Eval(vars)
+	}
 	if err != nil {
 		return false, fmt.Errorf("%s", oneLine(err.Error()))
 	}
@@ -149,4 +165,10 @@ func oneLine(s string) string {
 		s = strings.ReplaceAll(s, "  ", " ")
 	}
 	return s
+}
+
+// hasComprehension reports whether a CEL expression contains a comprehension (the
+// macros all, exists, exists_one, map and filter, and any other loop).
+func hasComprehension(a *celast.AST) bool {
+	return len(celast.MatchDescendants(celast.NavigateAST(a), celast.KindMatcher(celast.ComprehensionKind))) > 0
 }
