@@ -14,6 +14,8 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/klog/v2"
 
+	"github.com/pod-identity-webhook/pod-identity-webhook/internal/gctune"
+
 	"github.com/pod-identity-webhook/pod-identity-webhook/admission"
 	"github.com/pod-identity-webhook/pod-identity-webhook/config"
 	"github.com/pod-identity-webhook/pod-identity-webhook/metrics"
@@ -127,6 +129,8 @@ func runServe(cmd *cobra.Command, _ []string) error {
 		return usageError("%v", err)
 	}
 
+	gc := gctune.ApplyFromOS()
+	klog.InfoS("garbage collector", "gcPercent", gc.GCPercent, "memoryLimitBytes", gc.MemoryLimit, "from", gc.Source)
 	klog.InfoS("starting pod-identity-webhook", "version", Version, "port", cfg.Port, "metricsPort", cfg.MetricsPort,
 		"namespace", cfg.Namespace, "watchConfigMap", cfg.WatchConfigMap,
 		"identitiesFile", cfg.WatchContainerCredentialsConfig, "gracePeriod", cfg.ServiceAccountLookupGracePeriod)

@@ -3,11 +3,13 @@ package bench
 import (
 	"context"
 	"net/http"
+	"os"
 	"testing"
 
 	"github.com/pod-identity-webhook/pod-identity-webhook/admission"
 	"github.com/pod-identity-webhook/pod-identity-webhook/engine"
 	"github.com/pod-identity-webhook/pod-identity-webhook/internal/benchdata"
+	"github.com/pod-identity-webhook/pod-identity-webhook/internal/gctune"
 	"github.com/pod-identity-webhook/pod-identity-webhook/metrics"
 	"github.com/pod-identity-webhook/pod-identity-webhook/webhook"
 )
@@ -22,6 +24,13 @@ import (
 // (generateName, the pod-template-hash label, the owner's name: what a new Deployment
 // revision changes, and fields the policies read), so no memoisation can answer it; the
 // work is unchanged, the hash having the same length. "hit" sends the same pod again.
+
+// TestMain sets the garbage collector as serve does (GOGC=400 unless GOGC is set), so
+// that the figures are the server's; the reference runs under the same setting.
+func TestMain(m *testing.M) {
+	gctune.ApplyFromOS()
+	os.Exit(m.Run())
+}
 
 // seq numbers the iterations of the whole process, so that no template hash repeats
 // across sub-benchmarks and -count rounds.

@@ -37,6 +37,7 @@ import (
 	"github.com/pod-identity-webhook/pod-identity-webhook/admission"
 	"github.com/pod-identity-webhook/pod-identity-webhook/config"
 	"github.com/pod-identity-webhook/pod-identity-webhook/engine"
+	"github.com/pod-identity-webhook/pod-identity-webhook/internal/gctune"
 	"github.com/pod-identity-webhook/pod-identity-webhook/metrics"
 	"github.com/pod-identity-webhook/pod-identity-webhook/policyset"
 	"github.com/pod-identity-webhook/pod-identity-webhook/sources"
@@ -81,6 +82,9 @@ func run() error {
 	if *gomaxprocs > 0 {
 		runtime.GOMAXPROCS(*gomaxprocs)
 	}
+	// The garbage collector as serve sets it, for the reference too.
+	gc := gctune.ApplyFromOS()
+	klog.InfoS("garbage collector", "gcPercent", gc.GCPercent, "memoryLimitBytes", gc.MemoryLimit, "from", gc.Source)
 	cfg, err := config.Load(fs, os.Environ())
 	if err != nil {
 		return err
