@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -170,7 +171,7 @@ func LoadFS(fsys fs.FS, source string) (*Bundle, error) {
 // LoadMap loads a bundle from ConfigMap-style keys: "manifest.yaml" and "*.rego".
 // Any other key is refused, so a misspelt key is reported instead of ignored.
 func LoadMap(source string, data map[string]string) (*Bundle, error) {
-	for _, k := range sortedKeys(data) {
+	for _, k := range slices.Sorted(maps.Keys(data)) {
 		if k != ManifestFile && !strings.HasSuffix(k, ".rego") {
 			return nil, &LoadError{Source: source, File: k,
 				Reason: "unexpected key: a bundle ConfigMap holds only manifest.yaml and *.rego keys"}
@@ -192,7 +193,7 @@ func parseBundle(source string, files map[string]string) (*Bundle, error) {
 		err.Source, err.File = source, ManifestFile
 		return nil, err
 	}
-	for _, name := range sortedKeys(files) {
+	for _, name := range slices.Sorted(maps.Keys(files)) {
 		if name == ManifestFile {
 			continue
 		}
@@ -333,13 +334,4 @@ func cleanYAMLError(err error) string {
 		s = "invalid YAML: " + strings.TrimPrefix(s, "error converting YAML to JSON: yaml: ")
 	}
 	return s
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -129,7 +130,7 @@ func (g *guard) checkVolume(v any, deny func(string, ...any) error) error {
 	if !ok {
 		return deny("a volume must be an object")
 	}
-	for _, k := range sortedKeys(vol) {
+	for _, k := range slices.Sorted(maps.Keys(vol)) {
 		if k != "name" && !g.volumeTypes[k] {
 			return deny("volume type %q", k)
 		}
@@ -166,7 +167,7 @@ func (g *guard) checkSecurityContext(op Op, segs []string, doc map[string]any, d
 }
 
 func (g *guard) firstForbiddenField(m map[string]any) string {
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if !g.securityContext[k] {
 			return k
 		}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strconv"
@@ -89,7 +90,7 @@ func (mu *mutator) apply(m map[string]any) (applied, error) {
 	kind, _ := m["op"].(string)
 	fields, known := mutationFields[kind]
 	if !known {
-		return applied{}, fmt.Errorf("unknown op %q (one of %s)", m["op"], strings.Join(sortedKeys(mutationFields), ", "))
+		return applied{}, fmt.Errorf("unknown op %q (one of %s)", m["op"], strings.Join(slices.Sorted(maps.Keys(mutationFields)), ", "))
 	}
 	for k := range m {
 		if k != "op" && !slices.Contains(fields, k) {
@@ -378,7 +379,7 @@ func (mu *mutator) setSecurityContext(m map[string]any) ([]Op, string, error) {
 	if !ok || len(sc) == 0 {
 		return nil, "", fmt.Errorf("\"securityContext\" must be a non-empty object")
 	}
-	keys := sortedKeys(sc)
+	keys := slices.Sorted(maps.Keys(sc))
 	desc := ""
 	if mu.describe {
 		parts := make([]string, len(keys))
@@ -463,7 +464,7 @@ func describeItems(items []any) string {
 		case name != "":
 			parts = append(parts, name)
 		default:
-			parts = append(parts, "{"+strings.Join(sortedKeys(obj), ",")+"}")
+			parts = append(parts, "{"+strings.Join(slices.Sorted(maps.Keys(obj)), ",")+"}")
 		}
 	}
 	return strings.Join(parts, ", ")

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -36,9 +38,9 @@ func (p *projection) sortedKeys() []string { return p.keys }
 // freeze computes the sorted keys of every node once; the projection is read-only
 // afterwards and read concurrently on every request.
 func (p *projection) freeze() *projection {
-	p.keys = sortedKeys(p.children)
+	p.keys = slices.Sorted(maps.Keys(p.children))
 	p.shallowKeys = nil
-	for _, k := range sortedKeys(p.shallow) {
+	for _, k := range slices.Sorted(maps.Keys(p.shallow)) {
 		if _, full := p.children[k]; !full && !p.all {
 			p.shallowKeys = append(p.shallowKeys, k)
 		}

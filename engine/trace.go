@@ -3,6 +3,8 @@ package engine
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -78,7 +80,7 @@ func (r *Result) WriteExplain(w io.Writer) error {
 		pod = "(unnamed)"
 	}
 	fmt.Fprintf(&b, "pod %s/%s, ServiceAccount %q (%s)\n", t.Namespace, pod, t.ServiceAccount, sa)
-	for _, k := range sortedKeys(t.ServiceAccountAnnotations) {
+	for _, k := range slices.Sorted(maps.Keys(t.ServiceAccountAnnotations)) {
 		fmt.Fprintf(&b, "  ServiceAccount annotation %s=%s\n", k, t.ServiceAccountAnnotations[k])
 	}
 	for _, p := range t.Policies {
@@ -100,7 +102,7 @@ func (r *Result) WriteExplain(w io.Writer) error {
 				fmt.Fprintf(&b, "  condition %q was false\n", d.Name)
 			}
 			fmt.Fprintf(&b, "    %s\n", oneLine(d.Expression))
-			for _, k := range sortedKeys(d.Params) {
+			for _, k := range slices.Sorted(maps.Keys(d.Params)) {
 				fmt.Fprintf(&b, "    where params.%s = %s\n", k, d.Params[k])
 			}
 		} else if len(p.Conditions) > 0 {

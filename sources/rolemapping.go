@@ -9,7 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/pod-identity-webhook/pod-identity-webhook/engine"
@@ -77,7 +78,7 @@ func ParseRoleMappings(config string) (RoleMappings, []KeyProblem, error) {
 	}
 	out := RoleMappings{}
 	var problems []KeyProblem
-	for _, key := range sortedKeys(raw) {
+	for _, key := range slices.Sorted(maps.Keys(raw)) {
 		var e RoleMapping
 		dec := json.NewDecoder(bytes.NewReader(raw[key]))
 		if err := dec.Decode(&e); err != nil {
@@ -104,13 +105,4 @@ func ParseRoleMappings(config string) (RoleMappings, []KeyProblem, error) {
 		out[parts[0]+"/"+parts[1]] = e
 	}
 	return out, problems, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -29,9 +29,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -960,7 +962,7 @@ func runSame(args []string) ([]string, error) {
 			"volumes":                           {sa.Template.Spec.Volumes, sb.Template.Spec.Volumes},
 			"topologySpreadConstraints (count)": {len(sa.Template.Spec.TopologySpreadConstraints), len(sb.Template.Spec.TopologySpreadConstraints)},
 		}
-		for _, k := range sortedKeys(compare) {
+		for _, k := range slices.Sorted(maps.Keys(compare)) {
 			if v := compare[k]; !reflect.DeepEqual(v[0], v[1]) {
 				bad("Deployment %s differs:\n  %s: %s\n  %s: %s", k, args[0], js(v[0]), args[1], js(v[1]))
 			}
@@ -1002,15 +1004,6 @@ func runSame(args []string) ([]string, error) {
 		}
 	}
 	return problems, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }
 
 func js(v any) string {

@@ -6,12 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -172,7 +173,7 @@ func TestLoadUnderChurn(t *testing.T) {
 		"%.1f req/s; latency ms stable SAs p50 %.2f p99 %.2f p999 %.2f max %.2f, churned SAs p50 %.2f p99 %.2f p999 %.2f max %.2f; "+
 		"server CPU %.0f µs/request (%.2f cores; %.0f µs/request at %d req/s without churn); goroutines %.0f → %.0f; %s; generations activated %.0f (%d ConfigMap writes); "+
 		"ServiceAccounts created %d, deleted %d; in flight max %d, limit hits %d, scheduler max lag %.1f ms",
-		cfg.rate, cfg.duration, strings.Join(sortedKeys(measured.protocols), "+"), measured.sent, measured.answered, measured.mutated,
+		cfg.rate, cfg.duration, strings.Join(slices.Sorted(maps.Keys(measured.protocols)), "+"), measured.sent, measured.answered, measured.mutated,
 		measured.errorCount(), measured.wrong, measured.checked, measured.versions["a"], measured.versions["b"],
 		float64(measured.answered)/cfg.duration.Seconds(), st.P50, st.P99, st.P999, st.Max, ch.P50, ch.P99, ch.P999, ch.Max,
 		cpuPer(measured), measured.serverCPU.Seconds()/measured.wall.Seconds(), cpuPer(after.probe), probeRate,
@@ -932,15 +933,6 @@ func heapVerdict(before, after snapshot) (bool, string) {
 		before.metrics["go_memstats_next_gc_bytes"]/mib, after.metrics["go_memstats_next_gc_bytes"]/mib,
 		before.metrics["process_resident_memory_bytes"]/mib, after.metrics["process_resident_memory_bytes"]/mib)
 	return ok, text
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // readMetrics is Webhook.Metrics without a test to fail.
