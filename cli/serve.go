@@ -14,10 +14,9 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/klog/v2"
 
-	"github.com/pod-identity-webhook/pod-identity-webhook/internal/gctune"
-
 	"github.com/pod-identity-webhook/pod-identity-webhook/admission"
 	"github.com/pod-identity-webhook/pod-identity-webhook/config"
+	"github.com/pod-identity-webhook/pod-identity-webhook/internal/gctune"
 	"github.com/pod-identity-webhook/pod-identity-webhook/metrics"
 	"github.com/pod-identity-webhook/pod-identity-webhook/policyset"
 	"github.com/pod-identity-webhook/pod-identity-webhook/sources"

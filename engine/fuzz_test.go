@@ -82,3 +82,16 @@ func FuzzObjectFields(f *testing.F) {
 		}
 	})
 }
+
+// objectFields collects forEachField's fields in a map (a later duplicate key wins,
+// as in encoding/json), for FuzzObjectFields to compare with encoding/json.
+func objectFields(data []byte) (map[string]json.RawMessage, error) {
+	fields := map[string]json.RawMessage{}
+	err := forEachField(data, func(key string, value json.RawMessage) {
+		fields[strings.Clone(key)] = value
+	})
+	if err != nil {
+		return nil, err
+	}
+	return fields, nil
+}

@@ -83,21 +83,24 @@ type serviceAccountInput struct {
 }
 
 // input returns the ServiceAccount as the policy input holds it, for CEL and Rego.
-// Two first uses at once may both compute it; they compute the same thing.
 func (sa *ServiceAccount) input() (map[string]any, ast.Value) {
+	in := sa.cached()
+	return in.m, in.v
+}
+
+// keyBytes returns the ServiceAccount's part of memo keys.
+func (sa *ServiceAccount) keyBytes() []byte { return sa.cached().key }
+
+// cached computes what is kept per ServiceAccount version on first use. Two first
+// uses at once may both compute it; they compute the same thing.
+func (sa *ServiceAccount) cached() *serviceAccountInput {
 	in := sa.cachedInput.Load()
 	if in == nil {
 		m := sa.toMap().(map[string]any)
 		in = &serviceAccountInput{m: m, v: mustValue(m), key: serviceAccountKey(sa)}
 		sa.cachedInput.Store(in)
 	}
-	return in.m, in.v
-}
-
-// keyBytes returns the ServiceAccount's part of memo keys.
-func (sa *ServiceAccount) keyBytes() []byte {
-	sa.input()
-	return sa.cachedInput.Load().key
+	return in
 }
 
 // NamespaceObject is the part of a Namespace policies may read.

@@ -191,20 +191,6 @@ func decodeValue(raw json.RawMessage) (any, error) {
 	return normalizeNumbers(v), nil
 }
 
-// objectFields returns the fields of a JSON object as sub-slices of data, without
-// copying or decoding them. data must be valid JSON (splitProjected checks the whole
-// document once); a later duplicate key wins, as in encoding/json.
-func objectFields(data []byte) (map[string]json.RawMessage, error) {
-	fields := map[string]json.RawMessage{}
-	err := forEachField(data, func(key string, value json.RawMessage) {
-		fields[strings.Clone(key)] = value
-	})
-	if err != nil {
-		return nil, err
-	}
-	return fields, nil
-}
-
 // forEachField calls fn with each field of a JSON object, in order, the value as a
 // sub-slice of data. The key is only valid during the call (it may alias data, see
 // objectKey): fn must clone it to keep it. data must be valid JSON.

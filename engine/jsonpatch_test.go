@@ -22,6 +22,8 @@ func TestMarshalPatchMatchesEncodingJSON(t *testing.T) {
 			`[{"op":"add","path":"/spec/volumes/0","value":{"name":"aws-iam-token","projected":{"a":"x","z":1}}}]`},
 		{"escaped path", []Op{{Op: "add", Path: "/metadata/annotations/a\"b\\c\u00e9", Value: "v\n"}},
 			`[{"op":"add","path":"/metadata/annotations/a\"b\\cé","value":"v\n"}]`},
+		{"HTML characters escaped", []Op{{Op: "add", Path: "/metadata/labels/a<b>&c", Value: "<x>"}},
+			`[{"op":"add","path":"/metadata/labels/a\u003cb\u003e\u0026c","value":"\u003cx\u003e"}]`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
