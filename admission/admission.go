@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"sync"
 
-	gojson "github.com/goccy/go-json"
-
 	"github.com/pod-identity-webhook/pod-identity-webhook/engine"
 )
 
@@ -79,27 +77,18 @@ func (a *Admitter) evaluate(ctx context.Context, req engine.Request) (*engine.Re
 	return res, err
 }
 
-// podRef is the part of the pod read before evaluation.
-type podRef struct {
-	Metadata struct {
-		Namespace string `json:"namespace"`
-	} `json:"metadata"`
-	Spec struct {
-		ServiceAccountName string `json:"serviceAccountName"`
-	} `json:"spec"`
-}
-
 // Admit evaluates the policies for one pod. attrs.Namespace is the pod's namespace
-// (the request's, which the API server sets). An error means the object is not a pod
-// the engine can read (an *engine.InputError).
+// (the request's, which the API server sets). object must be valid JSON, as it is
+// once its AdmissionReview decoded. An error means the object is not a pod the
+// engine can read (an *engine.InputError).
 func (a *Admitter) Admit(ctx context.Context, attrs engine.Attributes, object []byte) (*Decision, error) {
-	var ref podRef
-	if err := gojson.Unmarshal(object, &ref); err != nil {
+	ref, err := engine.ReadPodRef(object)
+	if err != nil {
 		return nil, &engine.InputError{Field: "object", Reason: fmt.Sprintf("not a pod: %v", err)}
 	}
-	ns, saName := attrs.Namespace, ref.Spec.ServiceAccountName
+	ns, saName := attrs.Namespace, ref.ServiceAccountName
 	if ns == "" {
-		ns = ref.Metadata.Namespace
+		ns = ref.Namespace
 	}
 	d := &Decision{Allowed: true, Namespace: ns, ServiceAccount: saName}
 	req := engine.Request{Object: object, Attributes: attrs}

@@ -55,6 +55,13 @@ type patchJSON struct {
 
 func newPatchJSON() patchJSON { return patchJSON{once: &sync.Once{}, b: new([]byte), err: new(error)} }
 
+// encodedPatchJSON is a patchJSON already holding b.
+func encodedPatchJSON(b []byte) patchJSON {
+	p := newPatchJSON()
+	p.once.Do(func() { *p.b = b })
+	return p
+}
+
 // PatchJSON returns Patch as JSON ("[]" when empty). Results from the memo share the
 // bytes, so callers must not modify them.
 func (r *Result) PatchJSON() ([]byte, error) {
@@ -165,7 +172,6 @@ func (p *Program) Evaluate(ctx context.Context, req Request, opts EvalOptions) (
 		res.Trace.ServiceAccount = serviceAccountName(in.doc)
 	}
 	if in.memoKey != nil {
-		res.patchJSON = newPatchJSON()
 		in.memo.put(*in.memoKey, res)
 	}
 	res.Trace.Duration = time.Since(start)

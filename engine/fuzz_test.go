@@ -95,3 +95,50 @@ func objectFields(data []byte) (map[string]json.RawMessage, error) {
 	}
 	return fields, nil
 }
+
+// FuzzReadPodRef checks ReadPodRef against encoding/json on every valid JSON object:
+// the same namespace and ServiceAccount name, and an error exactly when the fields
+// have the wrong type.
+func FuzzReadPodRef(f *testing.F) {
+	for _, s := range []string{`{}`, podJSON, `{"spec":{"serviceAccountName":"a\"b"},"metadata":{"namespace":"n"}}`,
+		`{"spec":{"serviceAccountName":1}}`, `{"metadata":null}`, `{"spec":{"serviceAccountName":"x"},"spec":{}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(data, &obj); err != nil || obj == nil {
+			return
+		}
+		// The reference: exact keys (maps, not struct fields, which encoding/json
+		// matches case-insensitively), last duplicate wins.
+		str := func(parent json.RawMessage, key string) (string, bool) {
+			if parent == nil || string(parent) == "null" {
+				return "", true
+			}
+			var m map[string]json.RawMessage
+			if json.Unmarshal(parent, &m) != nil || m == nil {
+				return "", false
+			}
+			var s *string
+			if v, ok := m[key]; ok && json.Unmarshal(v, &s) != nil {
+				return "", false
+			}
+			if s == nil {
+				return "", true
+			}
+			return *s, true
+		}
+		ns, nsOK := str(obj["metadata"], "namespace")
+		sa, saOK := str(obj["spec"], "serviceAccountName")
+		got, err := ReadPodRef(data)
+		if (err == nil) != (nsOK && saOK) {
+			t.Fatalf("ReadPodRef(%q) error %v, reference ok %v %v", data, err, nsOK, saOK)
+		}
+		if err != nil {
+			return
+		}
+		if got != (PodRef{Namespace: ns, ServiceAccountName: sa}) {
+			t.Fatalf("ReadPodRef(%q) = %+v, want namespace %q, serviceAccountName %q", data, got, ns, sa)
+		}
+	})
+}

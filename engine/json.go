@@ -229,20 +229,31 @@ func forEachField(data []byte, fn func(key string, value json.RawMessage)) error
 	return errors.New("unexpected end of a JSON object")
 }
 
-// objectKey decodes a quoted object key. A key without escapes (all of a pod's, in
-// practice) is returned as a string that aliases quoted, without a copy: a decoder
-// call, or even a copy, per key cost more than the rest of the split.
+// objectKey decodes a quoted object key. A plain ASCII key without escapes (all of a
+// pod's, in practice) is returned as a string that aliases quoted, without a copy: a
+// decoder call, or even a copy, per key cost more than the rest of the split. Other
+// keys go through encoding/json, which also replaces invalid UTF-8 as every other
+// decoder of the pod does.
 func objectKey(quoted []byte) (string, error) {
-	if len(quoted) >= 2 && quoted[0] == '"' && quoted[len(quoted)-1] == '"' &&
-		bytes.IndexByte(quoted[1:len(quoted)-1], '\\') < 0 {
+	if len(quoted) >= 2 && quoted[0] == '"' && quoted[len(quoted)-1] == '"' && plainASCII(quoted[1:len(quoted)-1]) {
 		inner := quoted[1 : len(quoted)-1]
 		return unsafe.String(unsafe.SliceData(inner), len(inner)), nil
 	}
 	var key string
-	if err := gojson.Unmarshal(quoted, &key); err != nil {
+	if err := json.Unmarshal(quoted, &key); err != nil {
 		return "", jsonError(err)
 	}
 	return key, nil
+}
+
+// plainASCII says b has no backslash and no byte outside ASCII.
+func plainASCII(b []byte) bool {
+	for _, c := range b {
+		if c == '\\' || c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 func skipSpace(data []byte, i int) int {
@@ -252,15 +263,25 @@ func skipSpace(data []byte, i int) int {
 	return i
 }
 
-// skipString returns the index after the string starting at data[i] (a '"').
+// skipString returns the index after the string starting at data[i] (a '"'). It
+// jumps from quote to quote with bytes.IndexByte (strings are most of a pod's bytes);
+// a quote ends the string unless an odd number of backslashes precedes it.
 func skipString(data []byte, i int) int {
-	for j := i + 1; j < len(data); j++ {
-		switch data[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1
+	j := i + 1
+	for j < len(data) {
+		k := bytes.IndexByte(data[j:], '"')
+		if k < 0 {
+			break
 		}
+		q := j + k
+		backslashes := 0
+		for p := q - 1; p >= j && data[p] == '\\'; p-- {
+			backslashes++
+		}
+		if backslashes%2 == 0 {
+			return q + 1
+		}
+		j = q + 1
 	}
 	return len(data)
 }

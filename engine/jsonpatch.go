@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -34,19 +36,94 @@ func (o Op) MarshalJSON() ([]byte, error) { return o.appendJSON(nil) }
 // appendJSON appends the op as JSON. The value is encoded with goccy/go-json, which
 // sorts map keys as encoding/json does, so equal patches are equal bytes.
 func (o Op) appendJSON(b []byte) ([]byte, error) {
+	b, _, err := o.appendJSONSpan(b)
+	return b, err
+}
+
+// appendJSONSpan is appendJSON that also says where the value starts in b (-1 for
+// remove, which has none); it ends one byte before the end.
+func (o Op) appendJSONSpan(b []byte) ([]byte, int, error) {
 	b = append(b, `{"op":`...)
 	b = appendJSONString(b, o.Op)
 	b = append(b, `,"path":`...)
 	b = appendJSONString(b, o.Path)
-	if o.Op != "remove" {
-		v, err := gojson.Marshal(o.Value)
-		if err != nil {
-			return nil, fmt.Errorf("op %s %s: %w", o.Op, o.Path, err)
-		}
-		b = append(b, `,"value":`...)
-		b = append(b, v...)
+	if o.Op == "remove" {
+		return append(b, '}'), -1, nil
 	}
-	return append(b, '}'), nil
+	b = append(b, `,"value":`...)
+	start := len(b)
+	if raw, ok := o.Value.(json.RawMessage); ok { // a memoised op: already encoded
+		return append(append(b, raw...), '}'), start, nil
+	}
+	b, err := appendJSONValue(b, o.Value)
+	if err != nil {
+		return nil, 0, fmt.Errorf("op %s %s: %w", o.Op, o.Path, err)
+	}
+	return append(b, '}'), start, nil
+}
+
+// appendJSONValue appends v as JSON, as encoding/json would write it (map keys
+// sorted, HTML characters escaped). The types of decoded JSON and of Rego results are
+// written here directly; a generic encoder spent most of its time reflecting on them
+// and sorting through its own buffers. Anything else goes to goccy/go-json.
+func appendJSONValue(b []byte, v any) ([]byte, error) {
+	switch t := v.(type) {
+	case nil:
+		return append(b, "null"...), nil
+	case string:
+		return appendJSONString(b, t), nil
+	case bool:
+		return strconv.AppendBool(b, t), nil
+	case int64:
+		return strconv.AppendInt(b, t, 10), nil
+	case int:
+		return strconv.AppendInt(b, int64(t), 10), nil
+	case []any:
+		b = append(b, '[')
+		for i, e := range t {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			var err error
+			if b, err = appendJSONValue(b, e); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, ']'), nil
+	case map[string]any:
+		var small [8]string
+		keys := small[:0]
+		for k := range t {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		b = append(b, '{')
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, k)
+			b = append(b, ':')
+			var err error
+			if b, err = appendJSONValue(b, t[k]); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, '}'), nil
+	}
+	enc, err := gojson.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, enc...), nil
+}
+
+// decodedValue is the op's value as decoded JSON: memoised ops hold theirs encoded.
+func (o Op) decodedValue() (any, error) {
+	if raw, ok := o.Value.(json.RawMessage); ok {
+		return decodeValue(raw)
+	}
+	return o.Value, nil
 }
 
 // appendJSONString appends s as a JSON string, escaped as encoding/json escapes it
@@ -65,18 +142,50 @@ func appendJSONString(b []byte, s string) []byte {
 
 // marshalPatch encodes ops as a JSON array ("[]" when there are none).
 func marshalPatch(ops []Op) ([]byte, error) {
+	b, _, err := marshalPatchValues(ops, false)
+	return b, err
+}
+
+// marshalPatchValues is marshalPatch that, when asked, also returns each op with its
+// value replaced by its encoding within the returned bytes (json.RawMessage): the
+// compact form the memo keeps, which shares the patch's bytes instead of holding the
+// decoded values (maps cost several times their JSON).
+func marshalPatchValues(ops []Op, compact bool) ([]byte, []Op, error) {
 	b := make([]byte, 0, 128*len(ops)+2)
 	b = append(b, '[')
+	type span struct{ start, end int }
+	var spans []span
+	if compact {
+		spans = make([]span, len(ops))
+	}
 	for i, o := range ops {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		var err error
-		if b, err = o.appendJSON(b); err != nil {
-			return nil, err
+		var start int
+		if b, start, err = o.appendJSONSpan(b); err != nil {
+			return nil, nil, err
+		}
+		if compact {
+			spans[i] = span{start, len(b) - 1}
 		}
 	}
-	return append(b, ']'), nil
+	b = append(b, ']')
+	if !compact {
+		return b, nil, nil
+	}
+	// Kept at its exact size (the appends left up to twice that), and sliced only
+	// now that it no longer moves.
+	b = slices.Clip(slices.Clone(b))
+	out := make([]Op, len(ops))
+	for i, o := range ops {
+		out[i] = Op{Op: o.Op, Path: o.Path}
+		if sp := spans[i]; sp.start >= 0 {
+			out[i].Value = json.RawMessage(b[sp.start:sp.end:sp.end])
+		}
+	}
+	return b, out, nil
 }
 
 // pointer builds a JSON Pointer from segments, escaping "~" and "/".
@@ -130,7 +239,12 @@ func applySegs(doc map[string]any, segs []string, op Op) error {
 	default:
 		return fmt.Errorf("unsupported operation %q (use add, replace, remove or test)", op.Op)
 	}
-	_, err := applyAt(doc, segs, 0, op)
+	v, err := op.decodedValue()
+	if err != nil {
+		return fmt.Errorf("op %s %s: %w", op.Op, op.Path, err)
+	}
+	op.Value = v
+	_, err = applyAt(doc, segs, 0, op)
 	return err
 }
 

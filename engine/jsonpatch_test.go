@@ -47,3 +47,28 @@ func TestMarshalPatchMatchesEncodingJSON(t *testing.T) {
 		})
 	}
 }
+
+// appendJSONValue writes the types it handles itself exactly as encoding/json does.
+func TestAppendJSONValueMatchesEncodingJSON(t *testing.T) {
+	values := []any{
+		nil, true, false, "", "plain", "quote\" backslash\\ tab\t nl\n", "<html>&", "\u00e9\u2028\x01",
+		int64(-42), int64(1) << 53, 7, 1.5, json.Number("12"),
+		[]any{}, []any{"a", int64(1), nil, []any{true}},
+		map[string]any{}, map[string]any{"z": "last", "a": "first", "m": map[string]any{"b": []any{int64(2)}, "a<": false}},
+		map[string]any{"k1": 1, "k2": 2, "k3": 3, "k4": 4, "k5": 5, "k6": 6, "k7": 7, "k8": 8, "k9": 9, "k10": 10},
+		[]string{"typed", "slice"}, // not a decoded-JSON type: the goccy fallback
+	}
+	for _, v := range values {
+		want, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := appendJSONValue([]byte("prefix"), v)
+		if err != nil {
+			t.Fatalf("%#v: %v", v, err)
+		}
+		if string(got) != "prefix"+string(want) {
+			t.Errorf("%#v:\n got %s\nwant prefix%s", v, got, want)
+		}
+	}
+}

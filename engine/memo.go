@@ -58,6 +58,10 @@ func (m *memo) get(k memoKey) (*memoEntry, bool) {
 	return v.(*memoEntry), true
 }
 
+// put remembers a result in compact form: the patch encoded once (the response's
+// bytes, shared with res), and its ops and the policy traces referring to slices of
+// those bytes instead of decoded values. A typical pod's entry is then about a fifth
+// of the decoded form, which matters with thousands of entries on the heap.
 func (m *memo) put(k memoKey, res *Result) {
 	for _, p := range res.Trace.Policies {
 		if p.Error != "" {
@@ -67,7 +71,24 @@ func (m *memo) put(k memoKey, res *Result) {
 	if res.Denied != "" {
 		return
 	}
-	m.cache.Add(k, &memoEntry{patch: res.Patch, policies: res.Trace.Policies, json: res.patchJSON})
+	b, ops, err := marshalPatchValues(res.Patch, true)
+	if err != nil {
+		return // PatchJSON reports it to the caller
+	}
+	res.patchJSON = encodedPatchJSON(b)
+	policies := slices.Clone(res.Trace.Policies)
+	next := 0
+	for i := range policies {
+		n := len(policies[i].Ops)
+		if n > 0 {
+			policies[i].Ops = ops[next : next+n : next+n]
+		}
+		next += n
+	}
+	if next != len(ops) { // the patch is not the policies' ops in order: keep it whole
+		return
+	}
+	m.cache.Add(k, &memoEntry{patch: ops, policies: policies, json: res.patchJSON})
 }
 
 // keyOf hashes the inputs of one evaluation; leaves is the projected pod.

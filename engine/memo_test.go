@@ -1,9 +1,9 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
-	"reflect"
 	"strings"
 	"testing"
 )
@@ -35,8 +35,24 @@ m := [{"op": "add-env", "container": "app", "env": [{"name": "ROLE", "value": in
 		t.Fatal("the first evaluation came from the memo")
 	}
 	again := eval(saRequest())
-	if !again.Trace.Memoized || !reflect.DeepEqual(again.Patch, first.Patch) {
-		t.Fatalf("second evaluation: memoized=%v patch=%v", again.Trace.Memoized, again.Patch)
+	if !again.Trace.Memoized || mustJSON(again.Patch) != mustJSON(first.Patch) {
+		t.Fatalf("second evaluation: memoized=%v patch=%s, want %s", again.Trace.Memoized, mustJSON(again.Patch), mustJSON(first.Patch))
+	}
+	// The memo keeps the compact form: each op's value is a slice of the encoded
+	// patch, which the first result and every hit share.
+	firstJSON, _ := first.PatchJSON()
+	againJSON, _ := again.PatchJSON()
+	if &firstJSON[0] != &againJSON[0] {
+		t.Fatal("the hit re-encoded the patch")
+	}
+	for i, op := range again.Patch {
+		raw, ok := op.Value.(json.RawMessage)
+		if !ok || !bytes.Contains(againJSON, raw) || mustJSON(first.Patch[i].Value) != string(raw) {
+			t.Fatalf("memoized op %d value %T %v is not the encoded value of %v", i, op.Value, op.Value, first.Patch[i].Value)
+		}
+	}
+	if got := mustJSON(again.Trace.Policies[0].Ops); got != mustJSON(first.Trace.Policies[0].Ops) {
+		t.Fatalf("memoized trace ops %s, want %s", got, mustJSON(first.Trace.Policies[0].Ops))
 	}
 	pod, err := again.Pod()
 	if err != nil {

@@ -167,11 +167,18 @@ _common := object.union(_paths, {
 	"credentialEnv": credential_env,
 	# Precomputed for the per-pod rules (inject.rego), since settings is evaluated once
 	# per ServiceAccount: the credential keys, the env groups for Linux and Windows
-	# pods, the mount, and the token projection without its expiry.
+	# pods (and their union), the mount, and the token projection without its expiry.
 	"credentialKeys": {e.name | some e in credential_env},
 	"groups": {
 		"linux": _groups(token_file),
 		"windows": _groups(windows_path(token_file)),
+	},
+	# Every group's keys, and every group's vars in order: what a container with none
+	# of the keys gets (the common case, decided with one set operation).
+	"envKeys": {k | some g in _groups(token_file); some k in g.keys},
+	"allEnv": {
+		"linux": [v | some g in _groups(token_file); some v in g.vars],
+		"windows": [v | some g in _groups(windows_path(token_file)); some v in g.vars],
 	},
 	"volumeMount": {"name": _paths.volumeName, "readOnly": true, "mountPath": _paths.mountPath},
 	"tokenProjection": _token_projection,

@@ -36,6 +36,14 @@ test_settings_without_object if {
 				]},
 			],
 		},
+		"envKeys": {"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"},
+		"allEnv": {
+			"linux": array.concat(t.region_env("eu-west-1"), t.web_env(t.role)),
+			"windows": array.concat(t.region_env("eu-west-1"), [
+				t.env("AWS_ROLE_ARN", t.role),
+				t.env("AWS_WEB_IDENTITY_TOKEN_FILE", `C:\var\run\secrets\eks.amazonaws.com\serviceaccount\token`),
+			]),
+		},
 		"volumeMount": {"name": "aws-iam-token", "readOnly": true, "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount"},
 		"tokenProjection": {"path": "token", "audience": "sts.amazonaws.com"},
 	}
@@ -64,6 +72,14 @@ test_settings_container_credentials if {
 				t.cc_env[0],
 				t.env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", `C:\con-creds-mount-path\con-creds-token-path`),
 			]}],
+		},
+		"envKeys": {"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"},
+		"allEnv": {
+			"linux": t.cc_env,
+			"windows": [
+				t.cc_env[0],
+				t.env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", `C:\con-creds-mount-path\con-creds-token-path`),
+			],
 		},
 		"volumeMount": {"name": "con-creds-volume-name", "readOnly": true, "mountPath": "/con-creds-mount-path"},
 		"tokenProjection": {"path": "con-creds-token-path", "audience": "con-creds-aud"},

@@ -64,8 +64,20 @@ volume_mount := settings.volumeMount
 # Mutations say whether they are for an init container, because a name is looked up
 # among regular containers first (upstream's fixture initPodNeedsRegion has an init
 # container and a container of the same name, a pod the API server would refuse, and
-# expects both injected).
-container_mutations(f) := array.concat(
+# expects both injected). None for an untouched container.
+#
+# The first case is the common one, a container with none of the env keys and no such
+# mount: every var and the mount, decided with one set operation rather than one per
+# group (this rule runs for every container of every pod that gets an identity).
+container_mutations(f) := [
+	{"op": "add-env", "container": f.name, "initContainer": f.list == "initContainers", "env": all_env},
+	{"op": "add-volume-mount", "container": f.name, "initContainer": f.list == "initContainers", "volumeMount": settings.volumeMount},
+] if {
+	count(settings.envKeys & f.env) == 0
+	not settings.volumeName in f.mounts
+} else := [] if {
+	_untouched_names(f.env)
+} else := array.concat(
 	[m |
 		e := [v | some g in groups; count(g.keys & f.env) == 0; some v in g.vars]
 		count(e) > 0
@@ -76,6 +88,11 @@ container_mutations(f) := array.concat(
 		m := {"op": "add-volume-mount", "container": f.name, "initContainer": f.list == "initContainers", "volumeMount": settings.volumeMount}
 	],
 )
+
+# Every group's vars, in order, for this pod's OS.
+all_env := settings.allEnv.windows if windows.is_windows
+
+else := settings.allEnv.linux
 
 # The pod volume is checked by name only (its source is not inspected).
 volume_exists if settings.volumeName in input.index.volumes
@@ -97,7 +114,6 @@ volume_mutations := [] if {
 mutations := array.concat(volume_mutations, [m |
 	some f in input.index.containers
 	not f.name in containers.skip
-	not _untouched_names(f.env)
 	some m in container_mutations(f)
 ]) if {
 	settings
