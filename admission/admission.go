@@ -6,6 +6,7 @@ package admission
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -63,8 +64,8 @@ type Decision struct {
 	ServiceAccountError error
 }
 
-func (a *Admitter) evaluate(ctx context.Context, req engine.Request) (*engine.Result, error) {
-	program, opts := a.Program(), engine.EvalOptions{Explain: a.Explain}
+func (a *Admitter) evaluate(ctx context.Context, program *engine.Program, req engine.Request) (*engine.Result, error) {
+	opts := engine.EvalOptions{Explain: a.Explain}
 	if a.Workers <= 0 {
 		return program.Evaluate(ctx, req, opts)
 	}
@@ -82,16 +83,24 @@ func (a *Admitter) evaluate(ctx context.Context, req engine.Request) (*engine.Re
 // once its AdmissionReview decoded. An error means the object is not a pod the
 // engine can read (an *engine.InputError).
 func (a *Admitter) Admit(ctx context.Context, attrs engine.Attributes, object []byte) (*Decision, error) {
-	ref, err := engine.ReadPodRef(object)
+	// One program for the whole request, and one pass over the pod for both the
+	// ServiceAccount's name and the parts the policies read.
+	program := a.Program()
+	scan, err := program.Scan(object)
 	if err != nil {
-		return nil, &engine.InputError{Field: "object", Reason: fmt.Sprintf("not a pod: %v", err)}
+		reason := err.Error()
+		var ie *engine.InputError
+		if errors.As(err, &ie) {
+			reason = ie.Reason
+		}
+		return nil, &engine.InputError{Field: "object", Reason: "not a pod: " + reason}
 	}
-	ns, saName := attrs.Namespace, ref.ServiceAccountName
+	ns, saName := attrs.Namespace, scan.Ref.ServiceAccountName
 	if ns == "" {
-		ns = ref.Namespace
+		ns = scan.Ref.Namespace
 	}
 	d := &Decision{Allowed: true, Namespace: ns, ServiceAccount: saName}
-	req := engine.Request{Object: object, Attributes: attrs}
+	req := engine.Request{Object: object, Attributes: attrs, Scan: scan}
 	req.Attributes.Namespace = ns
 	if saName != "" {
 		req.Identities = a.Sources.Identities(ns, saName)
@@ -104,7 +113,7 @@ func (a *Admitter) Admit(ctx context.Context, attrs engine.Attributes, object []
 	}
 	req.Namespace = a.Sources.Namespace(ctx, ns)
 
-	res, err := a.evaluate(ctx, req)
+	res, err := a.evaluate(ctx, program, req)
 	if err != nil {
 		return nil, err
 	}

@@ -204,9 +204,14 @@ func (in *requestInput) decode() error {
 	if in.doc != nil {
 		return nil
 	}
-	leaves, err := splitProjected(in.raw, in.proj)
-	if err != nil {
-		return &InputError{Field: "object", Reason: err.Error()}
+	var leaves []leaf
+	if sc := in.req.Scan; sc.of(in.raw, in.proj) {
+		leaves = sc.leaves
+	} else {
+		var err error
+		if leaves, err = splitProjected(in.raw, in.proj); err != nil {
+			return &InputError{Field: "object", Reason: err.Error()}
+		}
 	}
 	if in.memo != nil {
 		k := keyOf(in.req, leaves)

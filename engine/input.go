@@ -20,6 +20,10 @@ type Request struct {
 	Namespace *NamespaceObject
 	// Identities is what the cluster sources say about the pod's ServiceAccount.
 	Identities Identities
+	// Scan, when set, is Object already cut by this program (Program.Scan): Evaluate
+	// uses it instead of scanning Object again. A scan by another program, or of
+	// other bytes, is ignored.
+	Scan *PodScan
 }
 
 // Attributes of an admission request, as policies see them in `request`.

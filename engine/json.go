@@ -60,6 +60,15 @@ func splitProjected(data []byte, p *projection) ([]leaf, error) {
 		_, err := decodeObject(data) // for encoding/json's precise message
 		return nil, err
 	}
+	return splitTrusted(data, p)
+}
+
+// splitTrusted is splitProjected for data known to be valid JSON: the parts outside
+// the projection are skipped, not checked.
+func splitTrusted(data []byte, p *projection) ([]leaf, error) {
+	if trimmed := bytes.TrimLeft(data, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
+		return nil, errors.New("expected a JSON object")
+	}
 	if p.all {
 		return []leaf{{raw: data}}, nil
 	}
@@ -263,11 +272,20 @@ func skipSpace(data []byte, i int) int {
 	return i
 }
 
-// skipString returns the index after the string starting at data[i] (a '"'). It
-// jumps from quote to quote with bytes.IndexByte (strings are most of a pod's bytes);
-// a quote ends the string unless an odd number of backslashes precedes it.
+// skipString returns the index after the string starting at data[i] (a '"'). Short
+// strings (most keys) are walked byte by byte; past 16 bytes it jumps from quote to
+// quote with bytes.IndexByte, a quote ending the string unless an odd number of
+// backslashes precedes it.
 func skipString(data []byte, i int) int {
 	j := i + 1
+	for end := min(j+16, len(data)); j < end; j++ {
+		switch data[j] {
+		case '"':
+			return j + 1
+		case '\\':
+			return skipEscapedString(data, j)
+		}
+	}
 	for j < len(data) {
 		k := bytes.IndexByte(data[j:], '"')
 		if k < 0 {
@@ -275,7 +293,7 @@ func skipString(data []byte, i int) int {
 		}
 		q := j + k
 		backslashes := 0
-		for p := q - 1; p >= j && data[p] == '\\'; p-- {
+		for p := q - 1; p > i && data[p] == '\\'; p-- {
 			backslashes++
 		}
 		if backslashes%2 == 0 {
@@ -285,6 +303,25 @@ func skipString(data []byte, i int) int {
 	}
 	return len(data)
 }
+
+// skipEscapedString finishes skipString from data[j], byte by byte.
+func skipEscapedString(data []byte, j int) int {
+	for j < len(data) {
+		switch data[j] {
+		case '"':
+			return j + 1
+		case '\\':
+			j += 2
+		default:
+			j++
+		}
+	}
+	return len(data)
+}
+
+// structural marks the bytes that matter when skipping an object or array; the rest
+// is passed over with one table load per byte.
+var structural = [256]bool{'"': true, '{': true, '}': true, '[': true, ']': true}
 
 // skipValue returns the index after the (valid) JSON value starting at data[i].
 func skipValue(data []byte, i int) int {
@@ -296,18 +333,26 @@ func skipValue(data []byte, i int) int {
 		return skipString(data, i)
 	case '{', '[':
 		depth := 0
-		for j := i; j < len(data); j++ {
-			switch data[j] {
+		j := i
+		for j < len(data) {
+			c := data[j]
+			if !structural[c] {
+				j++
+				continue
+			}
+			switch c {
 			case '"':
-				j = skipString(data, j) - 1
+				j = skipString(data, j)
+				continue
 			case '{', '[':
 				depth++
-			case '}', ']':
+			default: // '}', ']'
 				depth--
 				if depth == 0 {
 					return j + 1
 				}
 			}
+			j++
 		}
 		return len(data)
 	default: // number, true, false, null

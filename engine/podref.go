@@ -61,11 +61,7 @@ func stringField(parent json.RawMessage, name, key string) (string, error) {
 	if v == nil {
 		return "", nil
 	}
-	s, err := jsonStringOrNull(v)
-	if err != nil {
-		return "", fmt.Errorf("%s.%s: %w", name, key, err)
-	}
-	return s, nil
+	return namedString(v, name+"."+key)
 }
 
 func isJSONObject(v []byte) bool { return len(v) > 0 && v[0] == '{' }
@@ -85,4 +81,70 @@ func jsonStringOrNull(v []byte) (string, error) {
 		return string([]byte(s)), nil // objectKey may alias v; the caller keeps s
 	}
 	return "", fmt.Errorf("must be a string")
+}
+
+// PodScan is a pod cut along a program's projection (see Program.Scan): what
+// Evaluate would otherwise scan the pod again for.
+type PodScan struct {
+	Ref    PodRef
+	object []byte // what was scanned
+	proj   *projection
+	leaves []leaf
+}
+
+// of says the scan is of object, cut by projection proj.
+func (s *PodScan) of(object []byte, proj *projection) bool {
+	return s != nil && s.proj == proj && len(s.object) == len(object) &&
+		(len(object) == 0 || &s.object[0] == &object[0])
+}
+
+// Scan reads the pod's namespace and ServiceAccount name and cuts it along the
+// program's projection, in one pass over its bytes. Give the scan to Evaluate in
+// Request.Scan (with the same Object) and it does not cut the pod again. object must
+// be valid JSON (an AdmissionReview decode has checked it): unlike Evaluate alone,
+// Scan does not check the syntax of the parts it skips. Errors are *InputError.
+func (p *Program) Scan(object []byte) (*PodScan, error) {
+	leaves, err := splitTrusted(object, p.proj)
+	if err != nil {
+		return nil, &InputError{Field: "object", Reason: err.Error()}
+	}
+	ref, err := refFromLeaves(leaves)
+	if err != nil {
+		return nil, &InputError{Field: "object", Reason: err.Error()}
+	}
+	return &PodScan{Ref: ref, object: object, proj: p.proj, leaves: leaves}, nil
+}
+
+// refFromLeaves reads the PodRef from a projection's leaves, which always hold
+// metadata.namespace and spec.serviceAccountName (mutatorPaths), or a whole subtree
+// above them.
+func refFromLeaves(leaves []leaf) (PodRef, error) {
+	var ref PodRef
+	for _, l := range leaves {
+		var err error
+		switch {
+		case len(l.path) == 0:
+			return ReadPodRef(l.raw)
+		case len(l.path) == 1 && l.path[0] == "metadata":
+			ref.Namespace, err = stringField(l.raw, "metadata", "namespace")
+		case len(l.path) == 1 && l.path[0] == "spec":
+			ref.ServiceAccountName, err = stringField(l.raw, "spec", "serviceAccountName")
+		case len(l.path) == 2 && l.path[0] == "metadata" && l.path[1] == "namespace":
+			ref.Namespace, err = namedString(l.raw, "metadata.namespace")
+		case len(l.path) == 2 && l.path[0] == "spec" && l.path[1] == "serviceAccountName":
+			ref.ServiceAccountName, err = namedString(l.raw, "spec.serviceAccountName")
+		}
+		if err != nil {
+			return PodRef{}, err
+		}
+	}
+	return ref, nil
+}
+
+func namedString(v []byte, name string) (string, error) {
+	s, err := jsonStringOrNull(v)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
+	return s, nil
 }
