@@ -204,7 +204,11 @@ second := [{"op": "add-env", "container": "app", "env": [{"name": "SECOND", "val
 }
 `})
 	res := evalT(t, compileT(t, b), saRequest())
-	env, _ := lookup(res.Object, "spec", "containers", "0", "env")
+	obj, err := res.Object()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _ := lookup(obj, "spec", "containers", "0", "env")
 	want := []any{
 		map[string]any{"name": "A", "value": "1"},
 		map[string]any{"name": "FIRST", "value": "1"},

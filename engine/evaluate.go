@@ -33,9 +33,8 @@ type EvalOptions struct {
 type Result struct {
 	// Patch is the minimal additive JSON Patch that turns the received pod into Pod().
 	Patch []Op
-	// Object is the part of the pod the policies can read, after all policies; nil
-	// when no policy needed the pod. Pod() gives the whole pod.
-	Object map[string]any
+	// object is the part of the pod the policies can read (see Object).
+	object map[string]any
 	// Trace says, per policy, what matched, why, what changed and how long it took.
 	Trace Trace
 	// Denied holds the reason when a policy with onError: deny failed; the pod must
@@ -86,6 +85,17 @@ func (r *Result) Pod() (map[string]any, error) {
 		}
 	}
 	return doc, nil
+}
+
+// Object returns the part of the pod the policies can read, after all policies; nil
+// when no policy needed the pod. Pod() gives the whole pod.
+func (r *Result) Object() (map[string]any, error) {
+	if r.object != nil {
+		if err := materializeContainers(r.object); err != nil {
+			return nil, &InputError{Field: "object", Reason: err.Error()}
+		}
+	}
+	return r.object, nil
 }
 
 // Mutated reports whether the policies changed the pod.
@@ -167,7 +177,7 @@ func (p *Program) Evaluate(ctx context.Context, req Request, opts EvalOptions) (
 		}
 	}
 	if in.doc != nil {
-		res.Object = in.doc
+		res.object = in.doc
 		res.Trace.Pod = podName(in.doc)
 		res.Trace.ServiceAccount = serviceAccountName(in.doc)
 	}
@@ -190,9 +200,11 @@ type requestInput struct {
 	memo     *memo    // nil: no memoisation for this evaluation
 	memoKey  *memoKey // set once the pod was hashed
 	doc      map[string]any
-	fixed    fixedInputs
-	docAST   ast.Value // nil when doc changed since the last conversion
-	indexAST ast.Value // input.index; nil with docAST
+	// materialized says doc's containers hold no rawList any more.
+	materialized bool
+	fixed        fixedInputs
+	docAST       ast.Value // nil when doc changed since the last conversion
+	indexAST     ast.Value // input.index; nil with docAST
 }
 
 // decode decodes the projected pod if that has not happened yet. With a memo, it
@@ -241,11 +253,29 @@ func (in *requestInput) restore() {
 			panic("engine: re-applying " + op.Path + ": " + err.Error())
 		}
 	}
-	in.doc, in.docAST, in.indexAST = doc, nil, nil
+	in.doc, in.docAST, in.indexAST, in.materialized = doc, nil, nil, false
 }
 
-func (in *requestInput) regoInput(params ast.Value) ast.Value {
+// materialize decodes the raw lists of the pod's containers (see rawList), once. It
+// fails only on a pod that was not valid JSON, which Program.Scan does not check.
+func (in *requestInput) materialize() error {
+	if in.doc == nil || in.materialized {
+		return nil
+	}
+	if err := materializeContainers(in.doc); err != nil {
+		return &InputError{Field: "object", Reason: err.Error()}
+	}
+	in.materialized = true
+	return nil
+}
+
+func (in *requestInput) regoInput(params ast.Value) (ast.Value, error) {
 	if in.docAST == nil {
+		if in.regoProj.reachesContainers() {
+			if err := in.materialize(); err != nil {
+				return nil, err
+			}
+		}
 		in.docAST = mustValue(in.regoProj.project(in.doc))
 		in.indexAST = buildIndex(in.doc)
 	}
@@ -257,7 +287,7 @@ func (in *requestInput) regoInput(params ast.Value) ast.Value {
 	for i, name := range fixedNames {
 		obj.Insert(ast.StringTerm(name), ast.NewTerm(in.fixed.value(i)))
 	}
-	return obj
+	return obj, nil
 }
 
 // runPolicy evaluates one policy. Its error is only an *InputError from decoding the
@@ -273,6 +303,9 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 
 	if cp.conditionsUseObject {
 		if err := in.decode(); err != nil {
+			return pt, err
+		}
+		if err := in.materialize(); err != nil { // CEL reads the pod as JSON values
 			return pt, err
 		}
 	}
@@ -301,7 +334,10 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 	if err := in.decode(); err != nil {
 		return pt, err
 	}
-	inputValue := in.regoInput(cp.paramsValue)
+	inputValue, err := in.regoInput(cp.paramsValue)
+	if err != nil {
+		return pt, err
+	}
 	input := rego.EvalParsedInput(inputValue)
 	query := cp.rule
 	if derived, ok := p.derivedValues(ctx, cp, in); ok {

@@ -39,6 +39,14 @@ func buildIndex(doc map[string]any) ast.Value {
 
 // nameSet is the set of the "name" fields of a list of objects.
 func nameSet(list any) *ast.Term {
+	if l, ok := list.(*rawList); ok {
+		names, _ := l.names()
+		terms := make([]*ast.Term, len(names))
+		for i, n := range names {
+			terms[i] = ast.StringTerm(n)
+		}
+		return ast.SetTerm(terms...)
+	}
 	arr, _ := list.([]any)
 	terms := make([]*ast.Term, 0, len(arr))
 	for _, e := range arr {

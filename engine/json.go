@@ -124,12 +124,13 @@ func splitInto(data []byte, p *projection, path []string, out *[]leaf) error {
 type shallowDecoder func(raw json.RawMessage) (any, error)
 
 // shallowContainer is what the vocabulary reads of a container; goccy skips the other
-// fields (probes, resources, ports, ...) without building them.
+// fields (probes, resources, ports, ...) without building them, and the lists stay
+// raw (rawList) until read.
 type shallowContainer struct {
-	Name         any `json:"name"`
-	Env          any `json:"env"`
-	EnvFrom      any `json:"envFrom"`
-	VolumeMounts any `json:"volumeMounts"`
+	Name         json.RawMessage `json:"name"`
+	Env          json.RawMessage `json:"env"`
+	EnvFrom      json.RawMessage `json:"envFrom"`
+	VolumeMounts json.RawMessage `json:"volumeMounts"`
 }
 
 func decodeContainersShallow(raw json.RawMessage) (any, error) {
@@ -143,12 +144,19 @@ func decodeContainersShallow(raw json.RawMessage) (any, error) {
 			continue
 		}
 		m := make(map[string]any, 4)
+		if c.Name != nil && !isJSONNull(c.Name) {
+			name, err := decodeScalar(c.Name)
+			if err != nil {
+				return nil, err
+			}
+			m["name"] = name
+		}
 		for _, f := range [...]struct {
 			key string
-			v   any
-		}{{"name", c.Name}, {"env", c.Env}, {"envFrom", c.EnvFrom}, {"volumeMounts", c.VolumeMounts}} {
-			if f.v != nil {
-				m[f.key] = normalizeNumbers(f.v)
+			raw json.RawMessage
+		}{{"env", c.Env}, {"envFrom", c.EnvFrom}, {"volumeMounts", c.VolumeMounts}} {
+			if f.raw != nil && !isJSONNull(f.raw) {
+				m[f.key] = &rawList{raw: f.raw}
 			}
 		}
 		out[i] = m
@@ -189,6 +197,14 @@ func decodeVolumesShallow(raw json.RawMessage) (any, error) {
 		out[i] = m
 	}
 	return out, nil
+}
+
+// decodeScalar is decodeValue with a shortcut for plain ASCII strings (names).
+func decodeScalar(raw json.RawMessage) (any, error) {
+	if n := len(raw); n >= 2 && raw[0] == '"' && raw[n-1] == '"' && plainASCII(raw[1:n-1]) {
+		return string(raw[1 : n-1]), nil
+	}
+	return decodeValue(raw)
 }
 
 // decodeValue decodes any JSON value, numbers normalised.
@@ -272,58 +288,26 @@ func skipSpace(data []byte, i int) int {
 	return i
 }
 
-// skipString returns the index after the string starting at data[i] (a '"'). Short
-// strings (most keys) are walked byte by byte; past 16 bytes it jumps from quote to
-// quote with bytes.IndexByte, a quote ending the string unless an odd number of
-// backslashes precedes it.
+// skipString returns the index after the string starting at data[i] (a '"').
 func skipString(data []byte, i int) int {
-	j := i + 1
-	for end := min(j+16, len(data)); j < end; j++ {
+	for j := i + 1; j < len(data); j++ {
 		switch data[j] {
-		case '"':
-			return j + 1
 		case '\\':
-			return skipEscapedString(data, j)
-		}
-	}
-	for j < len(data) {
-		k := bytes.IndexByte(data[j:], '"')
-		if k < 0 {
-			break
-		}
-		q := j + k
-		backslashes := 0
-		for p := q - 1; p > i && data[p] == '\\'; p-- {
-			backslashes++
-		}
-		if backslashes%2 == 0 {
-			return q + 1
-		}
-		j = q + 1
-	}
-	return len(data)
-}
-
-// skipEscapedString finishes skipString from data[j], byte by byte.
-func skipEscapedString(data []byte, j int) int {
-	for j < len(data) {
-		switch data[j] {
-		case '"':
-			return j + 1
-		case '\\':
-			j += 2
-		default:
 			j++
+		case '"':
+			return j + 1
 		}
 	}
 	return len(data)
 }
 
-// structural marks the bytes that matter when skipping an object or array; the rest
-// is passed over with one table load per byte.
-var structural = [256]bool{'"': true, '{': true, '}': true, '[': true, ']': true}
+// skipClass sorts the bytes that matter when skipping an object or array: 1 opens a
+// string, 2 an object or array, 3 closes one; 0 is passed over.
+var skipClass = [256]uint8{'"': 1, '{': 2, '[': 2, '}': 3, ']': 3}
 
-// skipValue returns the index after the (valid) JSON value starting at data[i].
+// skipValue returns the index after the (valid) JSON value starting at data[i]. It
+// runs for most of a pod's bytes on every admission, so strings inside objects and
+// arrays are skipped inline rather than by a call each.
 func skipValue(data []byte, i int) int {
 	if i >= len(data) {
 		return i
@@ -333,26 +317,25 @@ func skipValue(data []byte, i int) int {
 		return skipString(data, i)
 	case '{', '[':
 		depth := 0
-		j := i
-		for j < len(data) {
-			c := data[j]
-			if !structural[c] {
-				j++
-				continue
-			}
-			switch c {
-			case '"':
-				j = skipString(data, j)
-				continue
-			case '{', '[':
+		for j := i; j < len(data); j++ {
+			switch skipClass[data[j]] {
+			case 0:
+			case 1:
+				for j++; j < len(data); j++ {
+					if c := data[j]; c == '"' {
+						break
+					} else if c == '\\' {
+						j++
+					}
+				}
+			case 2:
 				depth++
-			default: // '}', ']'
+			case 3:
 				depth--
 				if depth == 0 {
 					return j + 1
 				}
 			}
-			j++
 		}
 		return len(data)
 	default: // number, true, false, null

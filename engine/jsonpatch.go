@@ -251,6 +251,14 @@ func applySegs(doc map[string]any, segs []string, op Op) error {
 // applyAt applies op at segs[depth:] below node; segs[:depth] is where node is, for
 // messages (built only when there is one to give).
 func applyAt(node any, segs []string, depth int, op Op) (any, error) {
+	if l, ok := node.(*rawList); ok && op.Op == "add" && depth == len(segs)-1 && segs[depth] == "-" && l.isArray() {
+		l.appended = append(l.appended, deepCopy(op.Value)) // appended without decoding
+		return l, nil
+	}
+	node, err := materialized(node) // a raw list is decoded, and stored back by the caller
+	if err != nil {
+		return nil, err
+	}
 	key := segs[depth]
 	here := pointerOf(segs[:depth+1])
 	if depth+1 < len(segs) {
@@ -284,6 +292,11 @@ func applyAt(node any, segs []string, depth int, op Op) (any, error) {
 	switch n := node.(type) {
 	case map[string]any:
 		old, exists := n[key]
+		if op.Op == "test" {
+			if old, err = materialized(old); err != nil {
+				return nil, err
+			}
+		}
 		switch op.Op {
 		case "add":
 			n[key] = deepCopy(op.Value)
@@ -354,10 +367,18 @@ func arrayIndex(s string, n int, allowEnd bool, at fmt.Stringer) (int, error) {
 	return i, nil
 }
 
-// lookup returns the value at the segments, if any.
+// lookup returns the value at the segments, if any, with raw lists decoded (for
+// reading: they stay raw in doc).
 func lookup(doc any, segs ...string) (any, bool) {
 	cur := doc
 	for _, s := range segs {
+		if l, ok := cur.(*rawList); ok {
+			v, err := l.decode()
+			if err != nil {
+				return nil, false
+			}
+			cur = v
+		}
 		switch n := cur.(type) {
 		case map[string]any:
 			v, ok := n[s]
@@ -374,6 +395,13 @@ func lookup(doc any, segs ...string) (any, bool) {
 		default:
 			return nil, false
 		}
+	}
+	if l, ok := cur.(*rawList); ok {
+		v, err := l.decode()
+		if err != nil {
+			return nil, false
+		}
+		cur = v
 	}
 	return cur, true
 }

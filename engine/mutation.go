@@ -264,6 +264,9 @@ func (mu *mutator) setEnv(m map[string]any) ([]Op, string, error) {
 		if err != nil {
 			return nil, "", err
 		}
+		if c["env"], err = materialized(c["env"]); err != nil {
+			return nil, "", err
+		}
 		existing, _ := c["env"].([]any)
 		pos := -1
 		for j, e := range existing {

@@ -191,6 +191,19 @@ func (p *projection) merge(other *projection, prefix []string) {
 	}
 }
 
+// reachesContainers says the projection holds some of the pod's containers or init
+// containers (or more).
+func (p *projection) reachesContainers() bool {
+	if p.all {
+		return true
+	}
+	spec := p.children["spec"]
+	if spec == nil {
+		return false
+	}
+	return spec.all || spec.children["containers"] != nil || spec.children["initContainers"] != nil
+}
+
 // allProjection holds the whole pod.
 func allProjection() *projection {
 	p := newProjection()

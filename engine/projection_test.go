@@ -140,8 +140,11 @@ func TestUnmatchedPodIsNotDecoded(t *testing.T) {
 	b := bundleOf(t, "policies:\n- name: p\n  match:\n  - {name: has-sa, expression: serviceAccount != null}\n  rule: data.t.m\n",
 		map[string]string{"t.rego": "package t\nm := []\n"})
 	res, err := compileT(t, b).Evaluate(context.Background(), Request{Object: []byte(`{"not": "json"`)}, EvalOptions{})
-	if err != nil || res.Object != nil || res.Mutated() {
-		t.Fatalf("err=%v object=%v", err, res.Object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if obj, _ := res.Object(); obj != nil || res.Mutated() {
+		t.Fatalf("object=%v mutated=%v", obj, res.Mutated())
 	}
 	// When a policy matches, the malformed pod is reported.
 	_, err = compileT(t, b).Evaluate(context.Background(), Request{Object: []byte(`{"not": "json"`), ServiceAccount: &ServiceAccount{Name: "s"}}, EvalOptions{})
