@@ -73,17 +73,24 @@ func splitTrusted(data []byte, p *projection) ([]leaf, error) {
 	if p.all {
 		return []leaf{{raw: data}}, nil
 	}
-	var out []leaf
-	if err := splitInto(data, p, nil, &out); err != nil {
+	out := make([]leaf, 0, p.leafCount)
+	if err := splitInto(data, p, &out); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func splitInto(data []byte, p *projection, path []string, out *[]leaf) error {
+func splitInto(data []byte, p *projection, out *[]leaf) error {
 	// The projected fields of this object, by position in p.keys then p.shallowKeys;
 	// a later duplicate key wins, as in encoding/json.
-	found := make([]json.RawMessage, len(p.keys)+len(p.shallowKeys))
+	var small [16]json.RawMessage
+	n := len(p.keys) + len(p.shallowKeys)
+	found := small[:0]
+	if n <= len(small) {
+		found = small[:n]
+	} else {
+		found = make([]json.RawMessage, n)
+	}
 	err := forEachField(data, func(key string, value json.RawMessage) {
 		if i := slices.Index(p.keys, key); i >= 0 {
 			found[i] = value
@@ -100,21 +107,20 @@ func splitInto(data []byte, p *projection, path []string, out *[]leaf) error {
 			continue
 		}
 		child := p.children[k]
-		childPath := append(path[:len(path):len(path)], k)
 		trimmed := bytes.TrimLeft(rm, " \t\r\n")
 		if child.all || len(trimmed) == 0 || trimmed[0] != '{' {
 			// A whole subtree, or a non-object where an object was expected (kept
 			// as it is: policies see what was sent).
-			*out = append(*out, leaf{path: childPath, raw: rm})
+			*out = append(*out, leaf{path: p.keyPaths[i], raw: rm})
 			continue
 		}
-		if err := splitInto(rm, child, childPath, out); err != nil {
+		if err := splitInto(rm, child, out); err != nil {
 			return err
 		}
 	}
 	for i, k := range p.shallowKeys {
 		if rm := found[len(p.keys)+i]; rm != nil {
-			*out = append(*out, leaf{path: append(path[:len(path):len(path)], k), raw: rm, shallow: p.shallow[k]})
+			*out = append(*out, leaf{path: p.shallowPaths[i], raw: rm, shallow: p.shallow[k]})
 		}
 	}
 	return nil

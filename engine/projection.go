@@ -28,6 +28,10 @@ type projection struct {
 	// JSON the engine never looks into. A key also in children is decoded fully.
 	shallow     map[string]shallowDecoder
 	shallowKeys []string
+	// The paths from the root of each key and shallow key, built once (see freeze):
+	// the leaves of every split share them.
+	keyPaths, shallowPaths [][]string
+	leafCount              int // the most leaves a split can produce
 }
 
 func newProjection() *projection { return &projection{children: map[string]*projection{}} }
@@ -37,7 +41,9 @@ func (p *projection) sortedKeys() []string { return p.keys }
 
 // freeze computes the sorted keys of every node once; the projection is read-only
 // afterwards and read concurrently on every request.
-func (p *projection) freeze() *projection {
+func (p *projection) freeze() *projection { return p.freezeAt(nil) }
+
+func (p *projection) freezeAt(path []string) *projection {
 	p.keys = slices.Sorted(maps.Keys(p.children))
 	p.shallowKeys = nil
 	for _, k := range slices.Sorted(maps.Keys(p.shallow)) {
@@ -45,8 +51,15 @@ func (p *projection) freeze() *projection {
 			p.shallowKeys = append(p.shallowKeys, k)
 		}
 	}
-	for _, c := range p.children {
-		c.freeze()
+	p.keyPaths, p.shallowPaths, p.leafCount = nil, nil, len(p.shallowKeys)
+	for _, k := range p.keys {
+		kp := append(path[:len(path):len(path)], k)
+		p.keyPaths = append(p.keyPaths, kp)
+		c := p.children[k].freezeAt(kp)
+		p.leafCount += max(c.leafCount, 1)
+	}
+	for _, k := range p.shallowKeys {
+		p.shallowPaths = append(p.shallowPaths, append(path[:len(path):len(path)], k))
 	}
 	return p
 }
