@@ -33,8 +33,9 @@ func newOp(op string, value any, segs ...string) Op {
 // which omitempty would drop.
 func (o Op) MarshalJSON() ([]byte, error) { return o.appendJSON(nil) }
 
-// appendJSON appends the op as JSON. The value is encoded with goccy/go-json, which
-// sorts map keys as encoding/json does, so equal patches are equal bytes.
+// appendJSON appends the op as JSON. The value is encoded by appendJSONValue, which
+// writes what encoding/json writes (map keys sorted), so equal patches are equal
+// bytes.
 func (o Op) appendJSON(b []byte) ([]byte, error) {
 	b, _, err := o.appendJSONSpan(b)
 	return b, err
@@ -372,12 +373,9 @@ func arrayIndex(s string, n int, allowEnd bool, at fmt.Stringer) (int, error) {
 func lookup(doc any, segs ...string) (any, bool) {
 	cur := doc
 	for _, s := range segs {
-		if l, ok := cur.(*rawList); ok {
-			v, err := l.decode()
-			if err != nil {
-				return nil, false
-			}
-			cur = v
+		var err error
+		if cur, err = materialized(cur); err != nil {
+			return nil, false
 		}
 		switch n := cur.(type) {
 		case map[string]any:
@@ -396,12 +394,6 @@ func lookup(doc any, segs ...string) (any, bool) {
 			return nil, false
 		}
 	}
-	if l, ok := cur.(*rawList); ok {
-		v, err := l.decode()
-		if err != nil {
-			return nil, false
-		}
-		cur = v
-	}
-	return cur, true
+	cur, err := materialized(cur)
+	return cur, err == nil
 }

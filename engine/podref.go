@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // PodRef is what the webhook reads of a pod before evaluating it: where its
@@ -78,7 +79,7 @@ func jsonStringOrNull(v []byte) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		return string([]byte(s)), nil // objectKey may alias v; the caller keeps s
+		return strings.Clone(s), nil // objectKey may alias v; the caller keeps s
 	}
 	return "", fmt.Errorf("must be a string")
 }

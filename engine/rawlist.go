@@ -84,13 +84,11 @@ func materializeContainers(doc map[string]any) error {
 				continue
 			}
 			for k, v := range c {
-				if l, ok := v.(*rawList); ok {
-					dv, err := l.decode()
-					if err != nil {
-						return err
-					}
-					c[k] = dv
+				dv, err := materialized(v)
+				if err != nil {
+					return err
 				}
+				c[k] = dv
 			}
 		}
 	}
