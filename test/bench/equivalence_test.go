@@ -5,21 +5,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/pod-identity-webhook/pod-identity-webhook/config"
 	"github.com/pod-identity-webhook/pod-identity-webhook/engine"
 	"github.com/pod-identity-webhook/pod-identity-webhook/internal/benchdata"
+	"github.com/pod-identity-webhook/pod-identity-webhook/internal/upstreamfixture"
 )
 
 // The reference is only a fair baseline if it does the engine's job: these tests send
@@ -134,18 +131,13 @@ func TestEquivalenceBenchdata(t *testing.T) {
 	}
 }
 
-const testingPrefix = "testing.eks.amazonaws.com/"
-
 // TestEquivalenceUpstreamFixtures runs upstream's golden fixtures (mapped as the
 // conformance suite maps them: fixture annotations to ServiceAccount annotations and
 // flags) through both, and also checks the reference against upstream's own result.
 func TestEquivalenceUpstreamFixtures(t *testing.T) {
-	files, err := filepath.Glob("../conformance/testdata/upstream/*.pod.yaml")
+	fixtures, err := upstreamfixture.Load("../conformance/testdata/upstream")
 	if err != nil {
 		t.Fatal(err)
-	}
-	if len(files) == 0 {
-		t.Fatal("no upstream fixtures found")
 	}
 	programs := map[string]*engine.Program{}
 	var mu sync.Mutex
@@ -163,40 +155,16 @@ func TestEquivalenceUpstreamFixtures(t *testing.T) {
 		programs[key] = p
 		return p
 	}
-	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".pod.yaml"), func(t *testing.T) {
-			raw, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var pod map[string]any
-			if err := yaml.Unmarshal(raw, &pod); err != nil {
-				t.Fatal(err)
-			}
-			meta := pod["metadata"].(map[string]any)
-			ann := map[string]string{}
-			for k, v := range meta["annotations"].(map[string]any) {
-				ann[k] = v.(string)
-			}
-			if ann[testingPrefix+"skip"] == "true" {
+	for _, fx := range fixtures {
+		t.Run(fx.Name, func(t *testing.T) {
+			if fx.Skip {
 				t.Skip("fixture marked skip")
 			}
-			meta["namespace"] = "default"
-			pod["spec"].(map[string]any)["serviceAccountName"] = "default"
-
-			sa := &engine.ServiceAccount{Name: "default", Namespace: "default", ResourceVersion: "1", Annotations: map[string]string{}}
-			for _, k := range []string{"roleArn", "audience", "sts-regional-endpoints", "token-expiration"} {
-				if v, ok := ann[testingPrefix+"serviceAccount/"+k]; ok {
-					name := k
-					if k == "roleArn" {
-						name = "role-arn"
-					}
-					sa.Annotations["eks.amazonaws.com/"+name] = v
-				}
-			}
+			sa := &engine.ServiceAccount{Name: "default", Namespace: "default", ResourceVersion: "1", Annotations: fx.ServiceAccountAnnotations}
 			cfg := config.Defaults()
-			for key, v := range ann {
-				switch strings.TrimPrefix(key, testingPrefix+"handler/") {
+			for key, v := range fx.Handler {
+				var err error
+				switch key {
 				case "injectSTS":
 					cfg.STSRegionalEndpoint, err = strconv.ParseBool(v)
 				case "expiration":
@@ -207,11 +175,11 @@ func TestEquivalenceUpstreamFixtures(t *testing.T) {
 					cfg.TokenMountPath = v
 				}
 				if err != nil {
-					t.Fatalf("%s: %v", key, err)
+					t.Fatalf("handler/%s: %v", key, err)
 				}
 			}
 
-			podJSON, err := json.Marshal(pod)
+			podJSON, err := json.Marshal(fx.Pod)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -233,7 +201,7 @@ func TestEquivalenceUpstreamFixtures(t *testing.T) {
 
 			// The reference against upstream's patch.
 			upstream := podJSON
-			if p := ann[testingPrefix+"expectedPatch"]; p != "" {
+			if p := fx.ExpectedPatch; p != "" {
 				patch, err := jsonpatch.DecodePatch([]byte(p))
 				if err != nil {
 					t.Fatal(err)

@@ -17,9 +17,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/pod-identity-webhook/pod-identity-webhook/cli"
+	"github.com/pod-identity-webhook/pod-identity-webhook/internal/upstreamfixture"
 )
 
-const testingPrefix = "testing.eks.amazonaws.com/"
 
 // runEval runs `pod-identity-webhook eval args...` in-process.
 func runEval(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -85,62 +85,36 @@ func comparePods(t *testing.T, stdout string, want corev1.Pod) {
 // mapping of testdata/upstream/README (fixture annotations → ServiceAccount annotations
 // and flags).
 func TestUpstreamFixtures(t *testing.T) {
-	files, err := filepath.Glob("testdata/upstream/*.pod.yaml")
+	fixtures, err := upstreamfixture.Load("testdata/upstream")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 18 {
-		t.Fatalf("found %d upstream fixtures, want 18", len(files))
+	if len(fixtures) != 18 {
+		t.Fatalf("found %d upstream fixtures, want 18", len(fixtures))
 	}
-	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".pod.yaml"), func(t *testing.T) {
-			raw, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var pod map[string]any
-			if err := yaml.Unmarshal(raw, &pod); err != nil {
-				t.Fatal(err)
-			}
-			meta := pod["metadata"].(map[string]any)
-			ann := map[string]string{}
-			for k, v := range meta["annotations"].(map[string]any) {
-				ann[k] = v.(string)
-			}
-			if ann[testingPrefix+"skip"] == "true" {
+	for _, fx := range fixtures {
+		t.Run(fx.Name, func(t *testing.T) {
+			if fx.Skip {
 				t.Skip("fixture marked skip")
 			}
-			meta["namespace"] = "default"
-			pod["spec"].(map[string]any)["serviceAccountName"] = "default"
-
-			saAnn := map[string]string{}
-			for _, k := range []string{"roleArn", "audience", "sts-regional-endpoints", "token-expiration"} {
-				if v, ok := ann[testingPrefix+"serviceAccount/"+k]; ok {
-					name := k
-					if k == "roleArn" {
-						name = "role-arn"
-					}
-					saAnn["eks.amazonaws.com/"+name] = v
-				}
-			}
 			sa := map[string]any{"apiVersion": "v1", "kind": "ServiceAccount",
-				"metadata": map[string]any{"name": "default", "namespace": "default", "annotations": saAnn}}
+				"metadata": map[string]any{"name": "default", "namespace": "default", "annotations": fx.ServiceAccountAnnotations}}
 			var args []string
 			flags := map[string]string{"injectSTS": "sts-regional-endpoint", "expiration": "token-expiration", "region": "aws-default-region", "mountPath": "token-mount-path"}
 			for key, flag := range flags {
-				if v, ok := ann[testingPrefix+"handler/"+key]; ok {
+				if v, ok := fx.Handler[key]; ok {
 					args = append(args, "--"+flag+"="+v)
 				}
 			}
 			dir := t.TempDir()
-			podFile := writeFile(t, dir, "pod.yaml", pod)
+			podFile := writeFile(t, dir, "pod.yaml", fx.Pod)
 			saFile := writeFile(t, dir, "sa.yaml", sa)
 			code, stdout, stderr := runEval(t, append([]string{"--pod", podFile, "--service-account", saFile, "-o", "json"}, args...)...)
 			if code != 0 {
 				t.Fatalf("eval exit %d: %s", code, stderr)
 			}
-			podJSON, _ := json.Marshal(pod)
-			comparePods(t, stdout, expectedPod(t, podJSON, ann[testingPrefix+"expectedPatch"]))
+			podJSON, _ := json.Marshal(fx.Pod)
+			comparePods(t, stdout, expectedPod(t, podJSON, fx.ExpectedPatch))
 		})
 	}
 }

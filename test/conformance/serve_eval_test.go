@@ -5,22 +5,20 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/pod-identity-webhook/pod-identity-webhook/admission"
 	"github.com/pod-identity-webhook/pod-identity-webhook/config"
 	"github.com/pod-identity-webhook/pod-identity-webhook/engine"
+	"github.com/pod-identity-webhook/pod-identity-webhook/internal/upstreamfixture"
 	"github.com/pod-identity-webhook/pod-identity-webhook/policies"
 	"github.com/pod-identity-webhook/pod-identity-webhook/sources"
 	"github.com/pod-identity-webhook/pod-identity-webhook/webhook"
@@ -31,42 +29,30 @@ import (
 // `eval -o json` prints for the same pod, ServiceAccount and flags: the two share one
 // code path (admission.Admitter), and this keeps them so.
 func TestServeEqualsEval(t *testing.T) {
-	files, _ := filepath.Glob("testdata/upstream/*.pod.yaml")
-	if len(files) != 18 {
-		t.Fatalf("found %d fixtures", len(files))
+	fixtures, err := upstreamfixture.Load("testdata/upstream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fixtures) != 18 {
+		t.Fatalf("found %d fixtures", len(fixtures))
 	}
 	bundle, err := engine.LoadFS(policies.FS, "embedded default bundle")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".pod.yaml"), func(t *testing.T) {
-			raw, _ := os.ReadFile(f)
-			var pod map[string]any
-			if err := yaml.Unmarshal(raw, &pod); err != nil {
-				t.Fatal(err)
-			}
-			meta := pod["metadata"].(map[string]any)
-			meta["namespace"] = "default"
-			pod["spec"].(map[string]any)["serviceAccountName"] = "default"
-			ann := meta["annotations"].(map[string]any)
-			role, _ := ann[testingPrefix+"serviceAccount/roleArn"].(string)
+	for _, fx := range fixtures {
+		t.Run(fx.Name, func(t *testing.T) {
+			pod := fx.Pod
 			args := []string{}
-			if r, ok := ann[testingPrefix+"handler/region"].(string); ok {
-				args = append(args, "--aws-default-region="+r)
-			}
-			if v, ok := ann[testingPrefix+"handler/injectSTS"].(string); ok {
-				args = append(args, "--sts-regional-endpoint="+v)
-			}
-			if v, ok := ann[testingPrefix+"handler/expiration"].(string); ok {
-				args = append(args, "--token-expiration="+v)
-			}
-			saAnn := map[string]string{"eks.amazonaws.com/role-arn": role}
-			for _, k := range []string{"audience", "sts-regional-endpoints", "token-expiration"} {
-				if v, ok := ann[testingPrefix+"serviceAccount/"+k].(string); ok {
-					saAnn["eks.amazonaws.com/"+k] = v
+			for _, h := range []struct{ key, flag string }{
+				{"region", "aws-default-region"}, {"injectSTS", "sts-regional-endpoint"}, {"expiration", "token-expiration"},
+			} {
+				if v, ok := fx.Handler[h.key]; ok {
+					args = append(args, "--"+h.flag+"="+v)
 				}
 			}
+			saAnn := map[string]string{"eks.amazonaws.com/role-arn": ""} // the role, or empty
+			maps.Copy(saAnn, fx.ServiceAccountAnnotations)
 
 			// eval
 			dir := t.TempDir()
