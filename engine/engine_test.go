@@ -286,6 +286,36 @@ func TestMutationVocabulary(t *testing.T) {
 		{name: "initContainer true",
 			rule:    `[{"op": "add-env", "container": "init", "initContainer": true, "env": [{"name": "X", "value": "1"}]}]`,
 			wantOps: `[{"op":"add","path":"/spec/initContainers/0/env","value":[{"name":"X","value":"1"}]}]`},
+		{name: "add-env to several containers",
+			rule:    `[{"op": "add-env", "containers": ["app", "side"], "env": [{"name": "X", "value": "1"}]}]`,
+			wantOps: `[{"op":"add","path":"/spec/containers/0/env/-","value":{"name":"X","value":"1"}},{"op":"add","path":"/spec/containers/1/env","value":[{"name":"X","value":"1"}]}]`},
+		{name: "add-volume-mount to several containers",
+			rule:    `[{"op": "add-volume-mount", "containers": ["side", "app"], "volumeMount": {"name": "data", "mountPath": "/d"}}]`,
+			wantOps: `[{"op":"add","path":"/spec/containers/1/volumeMounts","value":[{"mountPath":"/d","name":"data"}]},{"op":"add","path":"/spec/containers/0/volumeMounts","value":[{"mountPath":"/d","name":"data"}]}]`},
+		{name: "set-env in several containers",
+			rule:    `[{"op": "set-env", "containers": ["app", "side"], "env": [{"name": "A", "value": "1"}]}]`,
+			wantOps: `[{"op":"add","path":"/spec/containers/1/env","value":[{"name":"A","value":"1"}]}]`},
+		{name: "add-env-from to init containers",
+			rule:    `[{"op": "add-env-from", "containers": ["init"], "initContainer": true, "envFrom": [{"configMapRef": {"name": "c"}}]}]`,
+			wantOps: `[{"op":"add","path":"/spec/initContainers/0/envFrom","value":[{"configMapRef":{"name":"c"}}]}]`},
+		{name: "no containers is no change",
+			rule:    `[{"op": "add-env", "containers": [], "env": [{"name": "X", "value": "1"}]}]`,
+			wantOps: `null`},
+		{name: "container and containers",
+			rule:    `[{"op": "add-env", "container": "app", "containers": ["side"], "env": []}]`,
+			wantErr: `add-env: needs exactly one of "container" (a name) and "containers" (an array of names)`},
+		{name: "neither container nor containers",
+			rule:    `[{"op": "add-volume-mount", "volumeMount": {"name": "data", "mountPath": "/d"}}]`,
+			wantErr: `add-volume-mount: needs exactly one of "container"`},
+		{name: "containers not an array",
+			rule:    `[{"op": "add-env", "containers": "app", "env": []}]`,
+			wantErr: `"containers" must be an array of container names, got a string`},
+		{name: "containers with a non-name",
+			rule:    `[{"op": "add-env", "containers": ["app", 1], "env": []}]`,
+			wantErr: `"containers"[1] must be a container name, got 1`},
+		{name: "containers with an unknown name changes none",
+			rule:    `[{"op": "add-env", "containers": ["app", "nope"], "env": [{"name": "X", "value": "1"}]}]`,
+			wantErr: `"containers"[1]: no container or init container named "nope"`},
 		{name: "unknown container",
 			rule:    `[{"op": "add-env", "container": "nope", "env": []}]`,
 			wantErr: `no container or init container named "nope"`},
@@ -488,5 +518,25 @@ func TestRunTests(t *testing.T) {
 	}
 	if r.Passed != 1 || len(r.Failed) != 1 || !strings.Contains(r.Failed[0], "t_test.test_bad") {
 		t.Fatalf("report: %s", r)
+	}
+}
+
+// TestMutationDescriptions checks the trace lines of mutations naming several containers.
+func TestMutationDescriptions(t *testing.T) {
+	b := bundleOf(t, "policies:\n- name: p\n  rule: data.t.m\n", map[string]string{"t.rego": `package t
+m := [
+	{"op": "add-env", "containers": ["app", "side"], "env": [{"name": "X", "value": "1"}]},
+	{"op": "add-volume-mount", "containers": [], "volumeMount": {"name": "data", "mountPath": "/d"}},
+	{"op": "set-env", "containers": ["app", "side"], "env": [{"name": "A", "value": "1"}]},
+]
+`})
+	res := evalT(t, compileT(t, b), saRequest())
+	want := []string{
+		`containers "app", "side": add env X=1`,
+		`no containers: add volumeMount data at /d`,
+		`container "app": env already set; container "side": set env A=1`,
+	}
+	if got := res.Trace.Policies[0].Changes; !reflect.DeepEqual(got, want) {
+		t.Fatalf("changes = %q, want %q", got, want)
 	}
 }

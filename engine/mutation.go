@@ -22,12 +22,14 @@ const (
 	mutJSONPatch             = "json-patch"
 )
 
-// mutationFields lists the fields each mutation kind takes; "op" is implied.
+// mutationFields lists the fields each mutation kind takes; "op" is implied. The
+// container mutations take exactly one of "container" and "containers" (checked by
+// mutator.targets).
 var mutationFields = map[string][]string{
-	mutAddEnv:                {"container", "initContainer", "env"},
-	mutSetEnv:                {"container", "initContainer", "env"},
-	mutAddEnvFrom:            {"container", "initContainer", "envFrom"},
-	mutAddVolumeMount:        {"container", "initContainer", "volumeMount"},
+	mutAddEnv:                {"container", "containers", "initContainer", "env"},
+	mutSetEnv:                {"container", "containers", "initContainer", "env"},
+	mutAddEnvFrom:            {"container", "containers", "initContainer", "envFrom"},
+	mutAddVolumeMount:        {"container", "containers", "initContainer", "volumeMount"},
 	mutAddVolume:             {"volume", "position"},
 	mutSetLabel:              {"key", "value"},
 	mutSetAnnotation:         {"key", "value"},
@@ -36,7 +38,7 @@ var mutationFields = map[string][]string{
 }
 
 // optionalFields may be left out.
-var optionalFields = map[string]bool{"position": true, "initContainer": true}
+var optionalFields = map[string]bool{"position": true, "initContainer": true, "container": true, "containers": true}
 
 // mutationList turns a rule's value (array or set, as decoded JSON) into mutation
 // objects, or says why it cannot.
@@ -150,34 +152,86 @@ func (mu *mutator) emit(ops *[]Op, op Op) error {
 	return nil
 }
 
-// container finds a container by name: a regular container first, then an init
-// container; only init containers when the mutation says "initContainer": true (names
-// are unique in a valid pod, but upstream's fixtures include a pod that reuses one).
-func (mu *mutator) container(m map[string]any) (list string, index int, c map[string]any, err error) {
-	name, ok := m["container"].(string)
-	if !ok || name == "" {
-		return "", 0, nil, fmt.Errorf("\"container\" must be a container name, got %v", m["container"])
+// target is one container a mutation changes: where it is and its object.
+type target struct {
+	list  string // "containers" or "initContainers"
+	index int
+	c     map[string]any
+}
+
+// targets finds the containers a mutation names: "container" (one name) or
+// "containers" (an array of names, possibly empty: the same change to each, in order).
+func (mu *mutator) targets(m map[string]any) ([]target, error) {
+	one, hasOne := m["container"]
+	many, hasMany := m["containers"]
+	if hasOne == hasMany {
+		return nil, fmt.Errorf("needs exactly one of \"container\" (a name) and \"containers\" (an array of names)")
 	}
+	init, err := initContainerFlag(m)
+	if err != nil {
+		return nil, err
+	}
+	if hasOne {
+		name, ok := one.(string)
+		if !ok || name == "" {
+			return nil, fmt.Errorf("\"container\" must be a container name, got %v", one)
+		}
+		t, err := mu.container(name, init)
+		if err != nil {
+			return nil, err
+		}
+		return []target{t}, nil
+	}
+	names, ok := many.([]any)
+	if !ok {
+		return nil, fmt.Errorf("\"containers\" must be an array of container names, got %s", jsonKind(many))
+	}
+	out := make([]target, 0, len(names))
+	for i, n := range names {
+		name, ok := n.(string)
+		if !ok || name == "" {
+			return nil, fmt.Errorf("\"containers\"[%d] must be a container name, got %v", i, n)
+		}
+		t, err := mu.container(name, init)
+		if err != nil {
+			return nil, fmt.Errorf("\"containers\"[%d]: %w", i, err)
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// initContainerFlag reads the optional "initContainer" boolean.
+func initContainerFlag(m map[string]any) (bool, error) {
+	v, present := m["initContainer"]
+	if !present {
+		return false, nil
+	}
+	init, ok := v.(bool)
+	if !ok {
+		return false, fmt.Errorf("\"initContainer\" must be a boolean, got %s", jsonKind(v))
+	}
+	return init, nil
+}
+
+// container finds a container by name: a regular container first, then an init
+// container; only init containers when init is set (names are unique in a valid pod,
+// but upstream's fixtures include a pod that reuses one).
+func (mu *mutator) container(name string, init bool) (target, error) {
 	lists := []string{"containers", "initContainers"}
-	if v, present := m["initContainer"]; present {
-		init, ok := v.(bool)
-		if !ok {
-			return "", 0, nil, fmt.Errorf("\"initContainer\" must be a boolean, got %s", jsonKind(v))
-		}
-		if init {
-			lists = lists[1:]
-		}
+	if init {
+		lists = lists[1:]
 	}
 	for _, list := range lists {
 		items, _ := lookup(mu.doc, "spec", list)
 		arr, _ := items.([]any)
 		for i, item := range arr {
 			if obj, ok := item.(map[string]any); ok && obj["name"] == name {
-				return list, i, obj, nil
+				return target{list: list, index: i, c: obj}, nil
 			}
 		}
 	}
-	return "", 0, nil, fmt.Errorf("no container or init container named %q", name)
+	return target{}, fmt.Errorf("no container or init container named %q", name)
 }
 
 func objectList(v any, what string) ([]any, error) {
@@ -229,7 +283,7 @@ func (mu *mutator) appendToContainer(m map[string]any, kind string) ([]Op, strin
 	if kind == mutAddEnvFrom {
 		field = "envFrom"
 	}
-	list, index, c, err := mu.container(m)
+	targets, err := mu.targets(m)
 	if err != nil {
 		return nil, "", err
 	}
@@ -244,12 +298,19 @@ func (mu *mutator) appendToContainer(m map[string]any, kind string) ([]Op, strin
 			}
 		}
 	}
-	ops, err := mu.appendItems(list, index, c, field, items)
-	return ops, mu.describef("container %q: add %s %s", c["name"], field, lazyItems(items)), err
+	var ops []Op
+	for _, t := range targets {
+		more, err := mu.appendItems(t.list, t.index, t.c, field, items)
+		ops = append(ops, more...)
+		if err != nil {
+			return ops, "", err
+		}
+	}
+	return ops, mu.describef("%s: add %s %s", describeTargets(targets), field, lazyItems(items)), nil
 }
 
 func (mu *mutator) setEnv(m map[string]any) ([]Op, string, error) {
-	list, index, c, err := mu.container(m)
+	targets, err := mu.targets(m)
 	if err != nil {
 		return nil, "", err
 	}
@@ -257,20 +318,47 @@ func (mu *mutator) setEnv(m map[string]any) ([]Op, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	var ops []Op
-	var changed []any
+	entries := make([]map[string]any, len(items))
+	names := make([]string, len(items))
 	for i, it := range items {
-		entry, name, err := namedObject(it, fmt.Sprintf("env[%d]", i))
-		if err != nil {
+		if entries[i], names[i], err = namedObject(it, fmt.Sprintf("env[%d]", i)); err != nil {
 			return nil, "", err
 		}
+	}
+	var ops []Op
+	var descs []string
+	for _, t := range targets {
+		more, changed, err := mu.setContainerEnv(t, entries, names)
+		ops = append(ops, more...)
+		if err != nil {
+			return ops, "", err
+		}
+		switch {
+		case !mu.describe:
+		case len(changed) == 0:
+			descs = append(descs, fmt.Sprintf("container %q: env already set", t.c["name"]))
+		default:
+			descs = append(descs, fmt.Sprintf("container %q: set env %s", t.c["name"], lazyItems(changed)))
+		}
+	}
+	return ops, strings.Join(descs, "; "), nil
+}
+
+// setContainerEnv sets each entry in one container: replaced in place when an entry of
+// that name differs, appended when there is none. It returns the entries it changed.
+func (mu *mutator) setContainerEnv(t target, entries []map[string]any, names []string) ([]Op, []any, error) {
+	var ops []Op
+	var changed []any
+	c := t.c
+	for i, entry := range entries {
+		var err error
 		if c["env"], err = materialized(c["env"]); err != nil {
-			return nil, "", err
+			return ops, changed, err
 		}
 		existing, _ := c["env"].([]any)
 		pos := -1
 		for j, e := range existing {
-			if obj, ok := e.(map[string]any); ok && obj["name"] == name {
+			if obj, ok := e.(map[string]any); ok && obj["name"] == names[i] {
 				pos = j
 			}
 		}
@@ -278,20 +366,35 @@ func (mu *mutator) setEnv(m map[string]any) ([]Op, string, error) {
 		case pos >= 0 && reflect.DeepEqual(existing[pos], entry):
 			continue
 		case pos >= 0:
-			err = mu.emit(&ops, newOp("replace", entry, "spec", list, strconv.Itoa(index), "env", strconv.Itoa(pos)))
+			err = mu.emit(&ops, newOp("replace", entry, "spec", t.list, strconv.Itoa(t.index), "env", strconv.Itoa(pos)))
 		default:
 			var more []Op
-			more, err = mu.appendItems(list, index, c, "env", []any{entry})
+			more, err = mu.appendItems(t.list, t.index, c, "env", []any{entry})
 			ops = append(ops, more...)
 			// appendItems may have created the env list; see it for the next entry.
-			c, _ = mustContainer(mu.doc, list, index)
+			c, _ = mustContainer(mu.doc, t.list, t.index)
 		}
 		if err != nil {
-			return ops, "", err
+			return ops, changed, err
 		}
 		changed = append(changed, entry)
 	}
-	return ops, mu.describef("container %q: set env %s", c["name"], lazyItems(changed)), nil
+	return ops, changed, nil
+}
+
+// describeTargets names the containers of a mutation for the trace.
+func describeTargets(targets []target) string {
+	switch len(targets) {
+	case 0:
+		return "no containers"
+	case 1:
+		return fmt.Sprintf("container %q", targets[0].c["name"])
+	}
+	names := make([]string, len(targets))
+	for i, t := range targets {
+		names[i] = strconv.Quote(fmt.Sprint(t.c["name"]))
+	}
+	return "containers " + strings.Join(names, ", ")
 }
 
 func mustContainer(doc map[string]any, list string, index int) (map[string]any, bool) {
@@ -301,7 +404,7 @@ func mustContainer(doc map[string]any, list string, index int) (map[string]any, 
 }
 
 func (mu *mutator) addVolumeMount(m map[string]any) ([]Op, string, error) {
-	list, index, c, err := mu.container(m)
+	targets, err := mu.targets(m)
 	if err != nil {
 		return nil, "", err
 	}
@@ -309,8 +412,15 @@ func (mu *mutator) addVolumeMount(m map[string]any) ([]Op, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	ops, err := mu.appendItems(list, index, c, "volumeMounts", []any{mount})
-	return ops, mu.describef("container %q: add volumeMount %s at %v", c["name"], name, mount["mountPath"]), err
+	var ops []Op
+	for _, t := range targets {
+		more, err := mu.appendItems(t.list, t.index, t.c, "volumeMounts", []any{mount})
+		ops = append(ops, more...)
+		if err != nil {
+			return ops, "", err
+		}
+	}
+	return ops, mu.describef("%s: add volumeMount %s at %v", describeTargets(targets), name, mount["mountPath"]), nil
 }
 
 func (mu *mutator) addVolume(m map[string]any) ([]Op, string, error) {

@@ -39,17 +39,21 @@ type serviceAccountRule struct {
 	ref    string // data.pod_identity.identity.settings
 	query  rego.PreparedEvalQuery
 	params ast.Value // the declaring bundle's params over the configuration
+	// paramsOnly: the rule reads nothing but input.params (an annotation key made of
+	// the prefix flag), so one value serves every ServiceAccount.
+	paramsOnly bool
 }
 
 // checkServiceAccountRule verifies that a declared rule, and every rule it depends on,
 // reads only the per-ServiceAccount inputs. It returns the first offending reference
-// with its location.
-func checkServiceAccountRule(c *ast.Compiler, ref ast.Ref) (loc *ast.Location, reason string) {
+// with its location, and whether input.params is all they read.
+func checkServiceAccountRule(c *ast.Compiler, ref ast.Ref) (loc *ast.Location, reason string, paramsOnly bool) {
 	seen := map[*ast.Rule]bool{}
 	queue := c.GetRules(ref)
 	if len(queue) == 0 {
-		return nil, "no such rule"
+		return nil, "no such rule", false
 	}
+	paramsOnly = true
 	for len(queue) > 0 {
 		r := queue[0]
 		queue = queue[1:]
@@ -61,6 +65,7 @@ func checkServiceAccountRule(c *ast.Compiler, ref ast.Ref) (loc *ast.Location, r
 			if loc != nil || len(x) == 0 || !x[0].Equal(ast.InputRootDocument) {
 				return loc != nil
 			}
+			paramsOnly = paramsOnly && readsParams(x)
 			if bad := badServiceAccountInput(x); bad != "" {
 				loc, reason = x[0].Location, fmt.Sprintf("rule %s reads %s", r.Head.Ref(), bad)
 				if loc == nil {
@@ -71,7 +76,7 @@ func checkServiceAccountRule(c *ast.Compiler, ref ast.Ref) (loc *ast.Location, r
 			return false
 		})
 		if loc != nil {
-			return loc, reason
+			return loc, reason, false
 		}
 		for dep := range c.Graph.Dependencies(r) {
 			if dr, ok := dep.(*ast.Rule); ok {
@@ -79,7 +84,16 @@ func checkServiceAccountRule(c *ast.Compiler, ref ast.Ref) (loc *ast.Location, r
 			}
 		}
 	}
-	return nil, ""
+	return nil, "", paramsOnly
+}
+
+// readsParams reports whether a ref under input reads input.params.
+func readsParams(x ast.Ref) bool {
+	if len(x) < 2 {
+		return false
+	}
+	key, ok := x[1].Value.(ast.String)
+	return ok && string(key) == varParams
 }
 
 // badServiceAccountInput describes what a ref under input reads if a ServiceAccount
@@ -110,7 +124,7 @@ func compileServiceAccountRules(ctx context.Context, c *ast.Compiler, b *Bundle,
 	for i, ref := range b.Manifest.ServiceAccountRules {
 		field := fmt.Sprintf("serviceAccountRules[%d]", i)
 		parsed := ast.MustParseRef(ref) // validated at load
-		loc, reason := checkServiceAccountRule(c, parsed)
+		loc, reason, paramsOnly := checkServiceAccountRule(c, parsed)
 		if reason == "no such rule" {
 			return nil, &LoadError{Source: b.Source, File: ManifestFile, Field: field,
 				Reason: fmt.Sprintf("no Rego rule %s in the bundles", ref)}
@@ -131,7 +145,7 @@ func compileServiceAccountRules(ctx context.Context, c *ast.Compiler, b *Bundle,
 		if err != nil {
 			return nil, &LoadError{Source: b.Source, File: ManifestFile, Field: field, Reason: err.Error()}
 		}
-		out = append(out, &serviceAccountRule{id: firstID + i, ref: ref, query: q, params: params})
+		out = append(out, &serviceAccountRule{id: firstID + i, ref: ref, query: q, params: params, paramsOnly: paramsOnly})
 	}
 	return out, nil
 }
@@ -156,7 +170,7 @@ type derivedValue struct{ v ast.Value }
 // cache miss. ok is false when the rule is undefined or failed (the policy is then
 // evaluated as written, which reports any error itself).
 func (dc *derivedCache) value(ctx context.Context, r *serviceAccountRule, in *requestInput) (ast.Value, bool) {
-	k := derivedKey(r.id, in.req)
+	k := derivedKey(r, in.req)
 	if got, hit := dc.cache.Get(k); hit {
 		dv := got.(derivedValue)
 		return dv.v, dv.v != nil
@@ -185,10 +199,14 @@ func (dc *derivedCache) value(ctx context.Context, r *serviceAccountRule, in *re
 }
 
 // derivedKey identifies a rule's inputs: the ServiceAccount version, the identities,
-// the Namespace and the request namespace.
-func derivedKey(id int, req *Request) memoKey {
+// the Namespace and the request namespace; only the rule for a params-only rule (the
+// params are fixed for a program, and so is its cache).
+func derivedKey(r *serviceAccountRule, req *Request) memoKey {
 	w := newKeyWriter()
-	w.int(id)
+	w.int(r.id)
+	if r.paramsOnly {
+		return w.sum()
+	}
 	w.str(req.Attributes.Namespace)
 	writeServiceAccountInputs(w, req)
 	return w.sum()

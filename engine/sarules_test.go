@@ -79,3 +79,32 @@ func TestServiceAccountRuleMustNotReadThePod(t *testing.T) {
 		})
 	}
 }
+
+// TestParamsOnlyServiceAccountRule: a rule that reads only input.params (through a
+// helper too) has one value for every ServiceAccount; one that also reads the
+// ServiceAccount has one per ServiceAccount version.
+func TestParamsOnlyServiceAccountRule(t *testing.T) {
+	b := bundleOf(t, "serviceAccountRules: [data.t.key, data.t.role]\npolicies:\n- name: p\n  rule: data.t.m\n", map[string]string{"t.rego": `package t
+prefix := object.get(input.params, "prefix", "example.com")
+key := concat("/", [prefix, "role"])
+role := input.serviceAccount.metadata.annotations.role
+m := [{"op": "set-label", "key": "k", "value": replace(key, "/", ".")}]
+`})
+	p := compileT(t, b)
+	rules := p.policies[0].derived
+	if len(rules) != 2 || !rules[0].paramsOnly || rules[1].paramsOnly {
+		t.Fatalf("paramsOnly = %v, %v; want true, false", rules[0].paramsOnly, rules[1].paramsOnly)
+	}
+	for i, rv := range []string{"1", "2", "3"} {
+		req := saRequest()
+		req.ServiceAccount.ResourceVersion = rv
+		res := evalT(t, p, req)
+		if mustJSON(res.Patch) != `[{"op":"add","path":"/metadata/labels/k","value":"example.com.role"}]` {
+			t.Fatalf("patch %s, failed %v", mustJSON(res.Patch), res.Failed())
+		}
+		// One value of key in all, plus one value of role per version.
+		if n, want := p.derived.cache.Len(), 1+(i+1); n != want {
+			t.Fatalf("after %d ServiceAccount versions: %d cached values, want %d", i+1, n, want)
+		}
+	}
+}

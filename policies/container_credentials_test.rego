@@ -10,7 +10,7 @@ import data.pod_identity.testutil as t
 name := "balajilovesoreos"
 
 _mutations(pod, sa, overrides) := m if {
-	m := container_credentials.mutations with input as t.cc_input(pod, sa, overrides)
+	m := t.per_container(container_credentials.mutations) with input as t.cc_input(pod, sa, overrides)
 }
 
 _cc_sa := t.sa({
@@ -100,7 +100,7 @@ test_cc_label_ignores_prefix_and_existing_label if {
 # ServiceAccount missing: STS and expiry from the exact ConfigMap entry (0 = clamped flag).
 test_cc_sa_missing_uses_exact_configmap_entry if {
 	identities := object.union(t.cc_identities, {"configMap": t.cm_entry("default/default", false, "", "", true, 20000)})
-	ms := container_credentials.mutations with input as t.make_input(t.simple_pod, null, identities, t.cc_params)
+	ms := t.per_container(container_credentials.mutations) with input as t.make_input(t.simple_pod, null, identities, t.cc_params)
 	ms == [
 		t.cc_label,
 		t.cc_volume(20000),
@@ -111,14 +111,14 @@ test_cc_sa_missing_uses_exact_configmap_entry if {
 
 test_cc_sa_missing_exact_entry_without_expiry_uses_clamped_flag if {
 	identities := object.union(t.cc_identities, {"configMap": t.cm_entry("default/default", false, "", "", false, 0)})
-	ms := container_credentials.mutations with input as t.make_input(t.simple_pod, null, identities, object.union(t.cc_params, {"tokenExpiration": 300}))
+	ms := t.per_container(container_credentials.mutations) with input as t.make_input(t.simple_pod, null, identities, object.union(t.cc_params, {"tokenExpiration": 300}))
 	ms[1] == t.cc_volume(600)
 }
 
 # ServiceAccount missing and only a wildcard entry: ignored, so false / 86400 (jittered).
 test_cc_sa_missing_ignores_wildcard_entry if {
 	identities := object.union(t.cc_identities, {"configMap": t.cm_entry("*/default", true, t.role, "", true, 20000)})
-	ms := container_credentials.mutations with input as t.make_input(t.simple_pod, null, identities, object.union(t.cc_params, {"stsRegionalEndpoint": true, "tokenExpiration": 3600}))
+	ms := t.per_container(container_credentials.mutations) with input as t.make_input(t.simple_pod, null, identities, object.union(t.cc_params, {"stsRegionalEndpoint": true, "tokenExpiration": 3600}))
 	ms == [
 		t.cc_label,
 		t.cc_volume(t.fixture_jitter),
@@ -132,7 +132,7 @@ test_cc_sa_missing_ignores_wildcard_entry if {
 # ServiceAccount found (no annotations): the flags, not the ConfigMap entry.
 test_cc_sa_found_beats_configmap if {
 	identities := object.union(t.cc_identities, {"configMap": t.cm_entry("default/default", false, "", "", true, 20000)})
-	ms := container_credentials.mutations with input as t.make_input(t.simple_pod, t.sa({}), identities, object.union(t.cc_params, {"tokenExpiration": 5000}))
+	ms := t.per_container(container_credentials.mutations) with input as t.make_input(t.simple_pod, t.sa({}), identities, object.union(t.cc_params, {"tokenExpiration": 5000}))
 	ms == [
 		t.cc_label,
 		t.cc_volume(5000),

@@ -47,7 +47,7 @@ test_skip_absent if {
 
 # A skipped init container gets nothing; the others are injected, init first.
 test_skip_applies_to_init_containers if {
-	ms := web_identity.mutations with input as t.wi_input(_pod("init,b,a,b"), t.fixture_sa(t.role), {})
+	ms := t.per_container(web_identity.mutations) with input as t.wi_input(_pod("init,b,a,b"), t.fixture_sa(t.role), {})
 	[m.container | some m in ms; m.op == "add-env"] == ["c", "a,b"]
 }
 

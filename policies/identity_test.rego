@@ -148,7 +148,7 @@ test_wildcard_configmap_entry_web_identity if {
 test_configmap_empty_audience_omitted if {
 	inp := _cm_input(null, t.cm_entry("default/default", false, t.role, "", false, 0), {})
 	_settings(inp).audience == ""
-	ms := web_identity.mutations with input as inp
+	ms := t.per_container(web_identity.mutations) with input as inp
 	ms[0] == {"op": "add-volume", "position": "first", "volume": {
 		"name": "aws-iam-token",
 		"projected": {"sources": [{"serviceAccountToken": {"expirationSeconds": 86400, "path": "token"}}]},
@@ -198,7 +198,7 @@ test_annotation_prefix if {
 	s.audience == "custom"
 	s.baseTokenExpiration == 4000
 	s.regionalSts == false
-	ms := web_identity.mutations with input as t.wi_input(pod, sa, flags)
+	ms := t.per_container(web_identity.mutations) with input as t.wi_input(pod, sa, flags)
 	ms == [t.add_volume(t.projected("aws-iam-token", "custom", 5000, "token"))]
 }
 

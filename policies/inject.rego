@@ -64,11 +64,8 @@ volume_mount := settings.volumeMount
 # Mutations say whether they are for an init container, because a name is looked up
 # among regular containers first (upstream's fixture initPodNeedsRegion has an init
 # container and a container of the same name, a pod the API server would refuse, and
-# expects both injected). None for an untouched container.
-#
-# The first case is the common one, a container with none of the env keys and no such
-# mount: every var and the mount, decided with one set operation rather than one per
-# group (this rule runs for every container of every pod that gets an identity).
+# expects both injected). None for an untouched container. `mutations` uses it for the
+# containers that are not plain (see below).
 container_mutations(f) := [
 	{"op": "add-env", "container": f.name, "initContainer": f.list == "initContainers", "env": all_env},
 	{"op": "add-volume-mount", "container": f.name, "initContainer": f.list == "initContainers", "volumeMount": settings.volumeMount},
@@ -109,15 +106,48 @@ volume_mutations := [] if {
 	volume_exists
 } else := [{"op": "add-volume", "position": "first", "volume": volume}]
 
-# Volume first, then per container (init containers first) its add-env and mount.
-# Undefined when no identity applies.
-mutations := array.concat(volume_mutations, [m |
-	some f in input.index.containers
-	not f.name in containers.skip
-	some m in container_mutations(f)
-]) if {
+# The volume first, then the plain containers (below), init containers first, then the
+# others one by one with container_mutations. Undefined when no identity applies.
+mutations := array.concat(volume_mutations, array.concat(_plain_mutations, _other_mutations)) if {
 	settings
 }
+
+# This rule runs for every container of every pod that gets an identity, so the
+# common case is decided in few steps: a plain container is one that is not skipped,
+# has none of the env keys and no mount of the token volume. It gets every var and the
+# mount, and all plain containers of a list get them through one add-env and one
+# add-volume-mount naming them all ("containers"). _plain holds their input.index
+# positions; what the comprehension reads of settings is looked up once, not per
+# container.
+_plain := {i |
+	keys := settings.envKeys
+	vol := settings.volumeName
+	skip := containers.skip
+	some i, f in input.index.containers
+	keys & f.env == set()
+	not vol in f.mounts
+	not f.name in skip
+}
+
+_plain_mutations := array.concat(_plain_list("initContainers", true), _plain_list("containers", false))
+
+_plain_list(list, init) := [
+	{"op": "add-env", "containers": names, "initContainer": init, "env": all_env},
+	{"op": "add-volume-mount", "containers": names, "initContainer": init, "volumeMount": settings.volumeMount},
+] if {
+	names := [f.name | some i in _plain; f := input.index.containers[i]; f.list == list]
+	count(names) > 0
+} else := []
+
+# Usually every container is plain, and this is decided without visiting them again.
+_other_mutations := [] if {
+	count(_plain) == count(input.index.containers)
+} else := [m |
+	some i, f in input.index.containers
+	not i in _plain
+	not f.name in containers.skip
+	some m in container_mutations(f)
+]
 
 # Explanations, shared by both modes.
 

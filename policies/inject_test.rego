@@ -40,7 +40,7 @@ test_volume_audience_omitted_when_empty if {
 test_volume_exists_by_name_only if {
 	pod := t.pod({}, {"containers": [t.container("c")], "volumes": [{"name": "aws-iam-token", "secret": {"secretName": "x"}}]})
 	inject.volume_exists with input as _in(pod, {})
-	ms := inject.mutations with input as _in(pod, {})
+	ms := t.per_container(inject.mutations) with input as _in(pod, {})
 	ms[0].op == "add-env"
 }
 
@@ -48,4 +48,30 @@ test_no_settings_no_mutations if {
 	not inject.mutations with input as t.wi_input(t.simple_pod, null, {})
 	notes := inject.notes with input as t.wi_input(t.pod({"eks.amazonaws.com/skip-containers": "c"}, {"containers": [t.container("c")]}), null, {})
 	notes == set()
+}
+
+# The plain containers of each list share one add-env and one add-volume-mount; a
+# container with some of the keys, and a skipped one, are handled on their own.
+test_plain_containers_batched_per_list if {
+	pod := t.pod({"eks.amazonaws.com/skip-containers": "skipped"}, {
+		"initContainers": [t.container("i1"), t.container("i2")],
+		"containers": [
+			t.container("a"),
+			t.container_env("has-region", [t.env("AWS_REGION", "x")]),
+			t.container("skipped"),
+			t.container("b"),
+		],
+	})
+	ms := inject.mutations with input as _in(pod, {"awsDefaultRegion": "r"})
+	all := array.concat(t.region_env("r"), t.web_env(t.role))
+	mount := t.web_mount("x").volumeMount
+	ms == [
+		t.web_volume(86400),
+		{"op": "add-env", "containers": ["i1", "i2"], "initContainer": true, "env": all},
+		{"op": "add-volume-mount", "containers": ["i1", "i2"], "initContainer": true, "volumeMount": mount},
+		{"op": "add-env", "containers": ["a", "b"], "initContainer": false, "env": all},
+		{"op": "add-volume-mount", "containers": ["a", "b"], "initContainer": false, "volumeMount": mount},
+		t.add_env("has-region", t.web_env(t.role)),
+		t.web_mount("has-region"),
+	]
 }

@@ -171,3 +171,16 @@ cc_label := {"op": "set-label", "key": "eks.amazonaws.com/pod-identity", "value"
 
 # The jitter a container-credentials pod balajilovesoreos in default with SA default gets.
 fixture_jitter := pod_identity.jitter("default/balajilovesoreos/default", 79200, 86400)
+
+# The mutations with each one naming several containers ("containers") expanded into
+# one per container ("container"), in order: what each container gets, whichever shape
+# the policy chose. inject.rego gives all plain containers of a list one add-env and
+# one add-volume-mount (inject_test.rego checks that shape itself).
+per_container(mutations) := [x |
+	some m in mutations
+	some x in _per_container(m)
+]
+
+_per_container(m) := [object.union(object.remove(m, ["containers"]), {"container": n}) | some n in m.containers] if {
+	is_array(m.containers)
+} else := [m]

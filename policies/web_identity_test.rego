@@ -1,5 +1,6 @@
 # The 18 upstream golden fixtures (web identity), translated: each test builds the
-# fixture's pod, ServiceAccount and flags and asserts the exact mutations, in order.
+# fixture's pod, ServiceAccount and flags and asserts the exact mutations, in order
+# (per container: t.per_container expands the batched ones).
 # Fixture flags: handler/region -> awsDefaultRegion, handler/injectSTS ->
 # stsRegionalEndpoint, handler/expiration -> tokenExpiration.
 package pod_identity.web_identity_test
@@ -10,7 +11,7 @@ import data.pod_identity.web_identity
 name := "balajilovesoreos"
 
 _mutations(pod, sa, overrides) := m if {
-	m := web_identity.mutations with input as t.wi_input(pod, sa, overrides)
+	m := t.per_container(web_identity.mutations) with input as t.wi_input(pod, sa, overrides)
 }
 
 # 1. betaWindowsPodWithoutVolumes
@@ -198,8 +199,8 @@ test_fixture_raw_pod_with_init_container if {
 	_mutations(pod, t.fixture_sa(t.role), {"awsDefaultRegion": "seattle"}) == [
 		t.web_volume(86400),
 		t.init(t.add_env("initcontainer", env)),
-		t.init(t.web_mount("initcontainer")),
 		t.init(t.add_env("sidecar", env)),
+		t.init(t.web_mount("initcontainer")),
 		t.init(t.web_mount("sidecar")),
 		t.add_env(name, env),
 		t.web_mount(name),

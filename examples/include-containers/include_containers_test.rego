@@ -18,12 +18,12 @@ _skip(annotations) := s if {
 
 test_only_listed_containers_injected if {
 	_skip({"eks.amazonaws.com/include-containers": "app,worker"}) == {"init", "istio-proxy"}
-	ms := web_identity.mutations with input as _input({"eks.amazonaws.com/include-containers": "app, worker"})
+	ms := t.per_container(web_identity.mutations) with input as _input({"eks.amazonaws.com/include-containers": "app, worker"})
 	ms == [
 		t.web_volume(86400),
 		t.add_env("app", t.web_env(t.role)),
-		t.web_mount("app"),
 		t.add_env("worker", t.web_env(t.role)),
+		t.web_mount("app"),
 		t.web_mount("worker"),
 	]
 }
@@ -32,7 +32,7 @@ test_only_listed_containers_injected if {
 test_absent_changes_nothing if {
 	_skip({}) == set()
 	_skip({"eks.amazonaws.com/skip-containers": "istio-proxy"}) == {"istio-proxy"}
-	ms := web_identity.mutations with input as _input({})
+	ms := t.per_container(web_identity.mutations) with input as _input({})
 	count(ms) == 9
 }
 
@@ -45,7 +45,7 @@ test_combined_with_skip if {
 test_invalid_or_empty_includes_nothing if {
 	_skip({"eks.amazonaws.com/include-containers": `a"b,app`}) == {"init", "app", "worker", "istio-proxy"}
 	_skip({"eks.amazonaws.com/include-containers": ""}) == {"init", "app", "worker", "istio-proxy"}
-	ms := web_identity.mutations with input as _input({"eks.amazonaws.com/include-containers": ""})
+	ms := t.per_container(web_identity.mutations) with input as _input({"eks.amazonaws.com/include-containers": ""})
 	ms == [t.web_volume(86400)]
 	notes := web_identity.notes with input as _input({"eks.amazonaws.com/include-containers": `a"b,app`})
 	"pod annotation eks.amazonaws.com/include-containers is not valid CSV: no container included" in notes
