@@ -20,7 +20,6 @@ import (
 	"github.com/pod-identity-webhook/pod-identity-webhook/internal/upstreamfixture"
 )
 
-
 // runEval runs `pod-identity-webhook eval args...` in-process.
 func runEval(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
