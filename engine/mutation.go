@@ -306,7 +306,10 @@ func (mu *mutator) appendToContainer(m map[string]any, kind string) ([]Op, strin
 			return ops, "", err
 		}
 	}
-	return ops, mu.describef("%s: add %s %s", describeTargets(targets), field, lazyItems(items)), nil
+	if !mu.describe {
+		return ops, "", nil
+	}
+	return ops, fmt.Sprintf("%s: add %s %s", describeTargets(targets), field, describeItems(items)), nil
 }
 
 func (mu *mutator) setEnv(m map[string]any) ([]Op, string, error) {
@@ -338,7 +341,7 @@ func (mu *mutator) setEnv(m map[string]any) ([]Op, string, error) {
 		case len(changed) == 0:
 			descs = append(descs, fmt.Sprintf("container %q: env already set", t.c["name"]))
 		default:
-			descs = append(descs, fmt.Sprintf("container %q: set env %s", t.c["name"], lazyItems(changed)))
+			descs = append(descs, fmt.Sprintf("container %q: set env %s", t.c["name"], describeItems(changed)))
 		}
 	}
 	return ops, strings.Join(descs, "; "), nil
@@ -420,7 +423,10 @@ func (mu *mutator) addVolumeMount(m map[string]any) ([]Op, string, error) {
 			return ops, "", err
 		}
 	}
-	return ops, mu.describef("%s: add volumeMount %s at %v", describeTargets(targets), name, mount["mountPath"]), nil
+	if !mu.describe {
+		return ops, "", nil
+	}
+	return ops, fmt.Sprintf("%s: add volumeMount %s at %v", describeTargets(targets), name, mount["mountPath"]), nil
 }
 
 func (mu *mutator) addVolume(m map[string]any) ([]Op, string, error) {
@@ -557,11 +563,6 @@ func (mu *mutator) jsonPatch(m map[string]any) ([]Op, string, error) {
 	}
 	return ops, mu.describef("json-patch %s", strings.Join(paths, ", ")), nil
 }
-
-// lazyItems formats items with describeItems only when printed.
-type lazyItems []any
-
-func (l lazyItems) String() string { return describeItems(l) }
 
 // describeItems lists env entries as NAME=value, other items by name.
 func describeItems(items []any) string {

@@ -106,46 +106,62 @@ volume_mutations := [] if {
 	volume_exists
 } else := [{"op": "add-volume", "position": "first", "volume": volume}]
 
-# The volume first, then the plain containers (below), init containers first, then the
-# others one by one with container_mutations. Undefined when no identity applies.
+# The volume first, then the plain containers (below), then the others one by one
+# with container_mutations, init containers first. Undefined when no identity applies.
 mutations := array.concat(volume_mutations, array.concat(_plain_mutations, _other_mutations)) if {
 	settings
 }
 
 # This rule runs for every container of every pod that gets an identity, so the
-# common case is decided in few steps: a plain container is one that is not skipped,
-# has none of the env keys and no mount of the token volume. It gets every var and the
-# mount, and all plain containers of a list get them through one add-env and one
-# add-volume-mount naming them all ("containers"). _plain holds their input.index
-# positions; what the comprehension reads of settings is looked up once, not per
-# container.
-_plain := {i |
+# common case is decided in few steps. A plain container is one that is not skipped,
+# has none of the env keys and no mount of the token volume: it gets every var and the
+# mount. All plain containers get them through one add-env and one add-volume-mount
+# naming them all ("containers"), init containers first. What the comprehension reads
+# of settings is looked up once, not per container.
+_plain_names := [f.name |
 	keys := settings.envKeys
 	vol := settings.volumeName
 	skip := containers.skip
-	some i, f in input.index.containers
+	some f in input.index.containers
 	keys & f.env == set()
 	not vol in f.mounts
 	not f.name in skip
+]
+
+_is_plain(f) if {
+	count(settings.envKeys & f.env) == 0
+	not settings.volumeName in f.mounts
+	not f.name in containers.skip
 }
 
-_plain_mutations := array.concat(_plain_list("initContainers", true), _plain_list("containers", false))
+_plain_mutations := [] if {
+	count(_plain_names) == 0
+} else := [
+	{"op": "add-env", "containers": _plain_names, "env": all_env},
+	{"op": "add-volume-mount", "containers": _plain_names, "volumeMount": settings.volumeMount},
+] if {
+	# Names unique across both lists (as in any pod the API server accepts): the engine
+	# finds each in whichever list it is.
+	count({n | some n in _plain_names}) == count(_plain_names)
+} else := array.concat(_plain_list("initContainers", true), _plain_list("containers", false))
 
+# An init container and a container of the same name (upstream's fixture
+# initPodNeedsRegion): one mutation per list, each saying which list it is for.
 _plain_list(list, init) := [
 	{"op": "add-env", "containers": names, "initContainer": init, "env": all_env},
 	{"op": "add-volume-mount", "containers": names, "initContainer": init, "volumeMount": settings.volumeMount},
 ] if {
-	names := [f.name | some i in _plain; f := input.index.containers[i]; f.list == list]
+	names := [f.name | some f in input.index.containers; f.list == list; _is_plain(f)]
 	count(names) > 0
 } else := []
 
 # Usually every container is plain, and this is decided without visiting them again.
 _other_mutations := [] if {
-	count(_plain) == count(input.index.containers)
+	count(_plain_names) == count(input.index.containers)
 } else := [m |
-	some i, f in input.index.containers
-	not i in _plain
+	some f in input.index.containers
 	not f.name in containers.skip
+	not _is_plain(f)
 	some m in container_mutations(f)
 ]
 

@@ -50,9 +50,9 @@ test_no_settings_no_mutations if {
 	notes == set()
 }
 
-# The plain containers of each list share one add-env and one add-volume-mount; a
-# container with some of the keys, and a skipped one, are handled on their own.
-test_plain_containers_batched_per_list if {
+# The plain containers share one add-env and one add-volume-mount, init containers
+# first; a container with some of the keys, and a skipped one, are handled on their own.
+test_plain_containers_batched if {
 	pod := t.pod({"eks.amazonaws.com/skip-containers": "skipped"}, {
 		"initContainers": [t.container("i1"), t.container("i2")],
 		"containers": [
@@ -64,14 +64,26 @@ test_plain_containers_batched_per_list if {
 	})
 	ms := inject.mutations with input as _in(pod, {"awsDefaultRegion": "r"})
 	all := array.concat(t.region_env("r"), t.web_env(t.role))
+	ms == [
+		t.web_volume(86400),
+		{"op": "add-env", "containers": ["i1", "i2", "a", "b"], "env": all},
+		{"op": "add-volume-mount", "containers": ["i1", "i2", "a", "b"], "volumeMount": t.web_mount("x").volumeMount},
+		t.add_env("has-region", t.web_env(t.role)),
+		t.web_mount("has-region"),
+	]
+}
+
+# An init container and a container of the same name (a pod the API server refuses,
+# but an upstream fixture): one batch per list, each saying which list it is for.
+test_plain_containers_batched_per_list_when_names_repeat if {
+	pod := t.pod({}, {"initContainers": [t.container("x"), t.container("i")], "containers": [t.container("x")]})
+	ms := inject.mutations with input as _in(pod, {})
 	mount := t.web_mount("x").volumeMount
 	ms == [
 		t.web_volume(86400),
-		{"op": "add-env", "containers": ["i1", "i2"], "initContainer": true, "env": all},
-		{"op": "add-volume-mount", "containers": ["i1", "i2"], "initContainer": true, "volumeMount": mount},
-		{"op": "add-env", "containers": ["a", "b"], "initContainer": false, "env": all},
-		{"op": "add-volume-mount", "containers": ["a", "b"], "initContainer": false, "volumeMount": mount},
-		t.add_env("has-region", t.web_env(t.role)),
-		t.web_mount("has-region"),
+		{"op": "add-env", "containers": ["x", "i"], "initContainer": true, "env": t.web_env(t.role)},
+		{"op": "add-volume-mount", "containers": ["x", "i"], "initContainer": true, "volumeMount": mount},
+		{"op": "add-env", "containers": ["x"], "initContainer": false, "env": t.web_env(t.role)},
+		{"op": "add-volume-mount", "containers": ["x"], "initContainer": false, "volumeMount": mount},
 	]
 }

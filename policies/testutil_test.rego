@@ -173,14 +173,29 @@ cc_label := {"op": "set-label", "key": "eks.amazonaws.com/pod-identity", "value"
 fixture_jitter := pod_identity.jitter("default/balajilovesoreos/default", 79200, 86400)
 
 # The mutations with each one naming several containers ("containers") expanded into
-# one per container ("container"), in order: what each container gets, whichever shape
-# the policy chose. inject.rego gives all plain containers of a list one add-env and
-# one add-volume-mount (inject_test.rego checks that shape itself).
+# one per container ("container", and "initContainer" as the engine resolves the name:
+# a regular container first), in order: what each container gets, whichever shape the
+# policy chose. Reads input.index, so call it under the same `with input as`.
+# inject.rego gives all plain containers one add-env and one add-volume-mount
+# (inject_test.rego checks that shape itself).
 per_container(mutations) := [x |
 	some m in mutations
 	some x in _per_container(m)
 ]
 
-_per_container(m) := [object.union(object.remove(m, ["containers"]), {"container": n}) | some n in m.containers] if {
+_per_container(m) := [object.union(object.remove(m, ["containers"]), {"container": n, "initContainer": _init(m, n)}) |
+	some n in m.containers
+] if {
 	is_array(m.containers)
 } else := [m]
+
+_init(m, _) := m.initContainer
+
+_init(m, n) := false if {
+	not "initContainer" in object.keys(m)
+	some f in input.index.containers
+	f.list == "containers"
+	f.name == n
+} else if {
+	not "initContainer" in object.keys(m)
+}

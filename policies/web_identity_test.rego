@@ -200,9 +200,9 @@ test_fixture_raw_pod_with_init_container if {
 		t.web_volume(86400),
 		t.init(t.add_env("initcontainer", env)),
 		t.init(t.add_env("sidecar", env)),
+		t.add_env(name, env),
 		t.init(t.web_mount("initcontainer")),
 		t.init(t.web_mount("sidecar")),
-		t.add_env(name, env),
 		t.web_mount(name),
 	]
 }
