@@ -53,6 +53,7 @@ FUZZ_TARGETS := \
 	./admission/:FuzzAnnotations \
 	./engine/:FuzzLoadBundle \
 	./engine/:FuzzObjectFields \
+	./engine/:FuzzSplit \
 	./engine/:FuzzReadPodRef \
 	./sources/:FuzzParseRoleMappings \
 	./sources/:FuzzParseIdentities \

@@ -76,6 +76,12 @@ type compiledCondition struct {
 	requestPaths [][]string
 	// metered says the program counts its cost and checks the context (see compile).
 	metered bool
+	// id numbers the conditions of a program; perServiceAccount says the expression
+	// reads only what is known per ServiceAccount (serviceAccount, identities, params,
+	// namespaceObject, request.namespace), so its result is cached per ServiceAccount
+	// version (see conditionCache).
+	id                int
+	perServiceAccount bool
 	// params are the values of the params the expression names, as JSON, for the
 	// trace of a deciding condition; shared by every trace, so read-only.
 	params map[string]string
@@ -115,9 +121,21 @@ func (c *celCompiler) compile(mc MatchCondition) (*compiledCondition, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot build its program: %v", err)
 	}
-	return &compiledCondition{MatchCondition: mc, program: prg, metered: metered,
+	cc := &compiledCondition{MatchCondition: mc, program: prg, metered: metered,
 		usesObject: celReferences(native, varObject), objectPaths: celPaths(native, varObject),
-		requestPaths: celPaths(native, varRequest)}, nil
+		requestPaths: celPaths(native, varRequest)}
+	cc.perServiceAccount = !cc.usesObject && !celReferences(native, varOldObject) && readsOnlyNamespace(cc.requestPaths)
+	return cc, nil
+}
+
+// readsOnlyNamespace says every path read of the request is request.namespace.
+func readsOnlyNamespace(requestPaths [][]string) bool {
+	for _, p := range requestPaths {
+		if len(p) != 1 || p[0] != "namespace" {
+			return false
+		}
+	}
+	return true
 }
 
 // eval runs the condition. A non-bool result is an error, as in Kubernetes.

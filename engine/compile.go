@@ -46,6 +46,9 @@ type Program struct {
 	memo *memo
 	// derived caches the values of ServiceAccount rules; nil when there are none.
 	derived *derivedCache
+	// conditions caches the results of per-ServiceAccount match conditions; nil when
+	// there are none.
+	conditions *conditionCache
 }
 
 type compiledPolicy struct {
@@ -136,6 +139,16 @@ func Compile(ctx context.Context, bundles []*Bundle, opts Options) (*Program, er
 	}
 	if nDerived > 0 {
 		prog.derived = &derivedCache{cache: lru.New(DefaultServiceAccountRuleCacheSize)}
+	}
+	nConditions := 0
+	for _, cp := range prog.policies {
+		for _, cc := range cp.conditions {
+			cc.id = nConditions
+			nConditions++
+			if cc.perServiceAccount && prog.conditions == nil {
+				prog.conditions = &conditionCache{cache: lru.New(DefaultServiceAccountRuleCacheSize)}
+			}
+		}
 	}
 	prog.proj, prog.regoProj = projectionsFor(compiler, bundles, prog.policies)
 	if opts.MemoSize == 0 {

@@ -205,6 +205,21 @@ type requestInput struct {
 	fixed        fixedInputs
 	docAST       ast.Value // nil when doc changed since the last conversion
 	indexAST     ast.Value // input.index; nil with docAST
+	saKey        *memoKey  // see serviceAccountKey
+}
+
+// serviceAccountKey hashes what is known per ServiceAccount (the ServiceAccount
+// version, the Namespace, the identities and the request namespace), once per request:
+// the caches of ServiceAccount rules and conditions are keyed by it.
+func (in *requestInput) serviceAccountKey() memoKey {
+	if in.saKey == nil {
+		w := newKeyWriter()
+		w.str(in.req.Attributes.Namespace)
+		writeServiceAccountInputs(w, in.req)
+		k := w.sum()
+		in.saKey = &k
+	}
+	return *in.saKey
 }
 
 // decode decodes the projected pod if that has not happened yet. With a memo, it
@@ -312,7 +327,7 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 	vars := &celActivation{in: in, params: cp.params}
 	pt.Matched = true
 	for _, c := range cp.conditions {
-		ok, err := c.eval(ctx, vars)
+		ok, err := p.conditions.eval(ctx, c, in, vars)
 		ct := ConditionTrace{Name: c.Name, Expression: c.Expression}
 		if err != nil {
 			ct.Error = err.Error()

@@ -1,14 +1,18 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/pod-identity-webhook/pod-identity-webhook/policies"
 )
 
 // FuzzLoadBundle feeds arbitrary manifests and Rego through loading and compiling.
@@ -141,4 +145,53 @@ func FuzzReadPodRef(f *testing.F) {
 			t.Fatalf("ReadPodRef(%q) = %+v, want namespace %q, serviceAccountName %q", data, got, ns, sa)
 		}
 	})
+}
+
+// FuzzSplit checks the one-pass splitter (splitAt, through splitTrusted) against the
+// per-level one (splitInto) on every valid JSON object, with the default bundle's
+// projection and one with a deeper path: the same leaves, whatever their order, and
+// an error from both or neither.
+func FuzzSplit(f *testing.F) {
+	for _, s := range []string{`{}`, podJSON, `{"metadata":{"name":"a","name":"b"}}`, `{"spec":[1],"metadata":null}`,
+		`{"a":{"b":{"c":[[],{}]},"b":{"c":1}}, "spec":{"containers":[{"name":"x"}]}}`, `{"a":{"b":{"c":{"d":"}"}}}}`} {
+		f.Add([]byte(s))
+	}
+	b, err := LoadFS(policies.FS, "default")
+	if err != nil {
+		f.Fatal(err)
+	}
+	prog, err := Compile(context.Background(), []*Bundle{b}, Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	deep := newProjection()
+	deep.add([]string{"a", "b", "c"})
+	deep.add([]string{"spec", "serviceAccountName"})
+	deep.children["spec"].shallow = map[string]shallowDecoder{"containers": decodeContainersShallow}
+	deep.freeze()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !json.Valid(data) || bytes.TrimLeft(data, " \t\r\n")[0] != '{' {
+			return
+		}
+		for _, p := range []*projection{prog.proj, deep} {
+			got, gotErr := splitTrusted(data, p)
+			var want []leaf
+			wantErr := splitInto(data, p, &want)
+			if (gotErr != nil) != (wantErr != nil) {
+				t.Fatalf("split(%q): one-pass error %v, per-level error %v", data, gotErr, wantErr)
+			}
+			if len(got) != len(want) || !reflect.DeepEqual(leafSet(got), leafSet(want)) {
+				t.Fatalf("split(%q):\none-pass  %v\nper-level %v", data, leafSet(got), leafSet(want))
+			}
+		}
+	})
+}
+
+// leafSet maps each leaf's path to its raw JSON (and whether it is decoded shallow).
+func leafSet(leaves []leaf) map[string]string {
+	out := map[string]string{}
+	for _, l := range leaves {
+		out[strings.Join(l.path, ".")] = fmt.Sprintf("%s shallow=%t", l.raw, l.shallow != nil)
+	}
+	return out
 }

@@ -74,12 +74,97 @@ func splitTrusted(data []byte, p *projection) ([]leaf, error) {
 		return []leaf{{raw: data}}, nil
 	}
 	out := make([]leaf, 0, p.leafCount)
-	if err := splitInto(data, p, &out); err != nil {
+	_, err := splitAt(data, 0, p, &out)
+	if errors.Is(err, errSplitAgain) {
+		out = out[:0]
+		err = splitInto(data, p, &out)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
+// errSplitAgain: splitAt met an object it does not handle (a projected key twice),
+// which splitInto splits instead.
+var errSplitAgain = errors.New("engine: split again with splitInto")
+
+// splitAt splits the object starting at data[i] (valid JSON) along p in one pass and
+// returns the index after it. It descends into a projected object where it finds it
+// rather than skipping it first and splitting it afterwards, so each byte of the pod
+// is looked at once, not once per level of the projection above it. The leaves come
+// in document order. A projected key that appears twice (the later one wins, as in
+// encoding/json) is left to splitInto: errSplitAgain.
+func splitAt(data []byte, i int, p *projection, out *[]leaf) (int, error) {
+	if len(p.keys)+len(p.shallowKeys) > 64 {
+		return 0, errSplitAgain // more keys than the seen mask holds
+	}
+	var seen uint64
+	once := func(bit int) bool {
+		if seen&(1<<bit) != 0 {
+			return false
+		}
+		seen |= 1 << bit
+		return true
+	}
+	i = skipSpace(data, i)
+	if i >= len(data) || data[i] != '{' {
+		return 0, errors.New("expected a JSON object")
+	}
+	i = skipSpace(data, i+1)
+	if i < len(data) && data[i] == '}' {
+		return i + 1, nil
+	}
+	for i < len(data) {
+		kEnd := skipString(data, i)
+		key, err := objectKey(data[i:kEnd])
+		if err != nil {
+			return 0, err
+		}
+		i = skipSpace(data, kEnd)
+		if i >= len(data) || data[i] != ':' {
+			return 0, errors.New("expected ':' in a JSON object")
+		}
+		vStart := skipSpace(data, i+1)
+		var vEnd int
+		if k := slices.Index(p.keys, key); k >= 0 {
+			if !once(k) {
+				return 0, errSplitAgain
+			}
+			if child := p.children[key]; !child.all && vStart < len(data) && data[vStart] == '{' {
+				if vEnd, err = splitAt(data, vStart, child, out); err != nil {
+					return 0, err
+				}
+			} else {
+				// A whole subtree, or a non-object where an object was expected
+				// (kept as it is: policies see what was sent).
+				vEnd = skipValue(data, vStart)
+				*out = append(*out, leaf{path: p.keyPaths[k], raw: data[vStart:vEnd]})
+			}
+		} else if k := slices.Index(p.shallowKeys, key); k >= 0 {
+			if !once(len(p.keys) + k) {
+				return 0, errSplitAgain
+			}
+			vEnd = skipValue(data, vStart)
+			*out = append(*out, leaf{path: p.shallowPaths[k], raw: data[vStart:vEnd], shallow: p.shallow[key]})
+		} else {
+			vEnd = skipValue(data, vStart)
+		}
+		i = skipSpace(data, vEnd)
+		if i < len(data) && data[i] == ',' {
+			i = skipSpace(data, i+1)
+			continue
+		}
+		if i < len(data) && data[i] == '}' {
+			return i + 1, nil
+		}
+		return 0, errors.New("expected ',' or '}' in a JSON object")
+	}
+	return 0, errors.New("unexpected end of a JSON object")
+}
+
+// splitInto splits the object data along p, the leaves in the projection's key
+// order; it handles duplicate keys, which splitAt does not.
 func splitInto(data []byte, p *projection, out *[]leaf) error {
 	// The projected fields of this object, by position in p.keys then p.shallowKeys;
 	// a later duplicate key wins, as in encoding/json.

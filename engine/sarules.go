@@ -166,11 +166,22 @@ type derivedCache struct{ cache *lru.Cache }
 
 type derivedValue struct{ v ast.Value }
 
+// derivedKey identifies a rule's value: the rule and the request's ServiceAccount key
+// (see requestInput.serviceAccountKey), which a params-only rule leaves zero (the
+// params are fixed for a program, and so is its cache).
+type derivedKey struct {
+	rule int
+	sa   memoKey
+}
+
 // value returns the rule's value for the request's ServiceAccount, evaluating it on a
 // cache miss. ok is false when the rule is undefined or failed (the policy is then
 // evaluated as written, which reports any error itself).
 func (dc *derivedCache) value(ctx context.Context, r *serviceAccountRule, in *requestInput) (ast.Value, bool) {
-	k := derivedKey(r, in.req)
+	k := derivedKey{rule: r.id}
+	if !r.paramsOnly {
+		k.sa = in.serviceAccountKey()
+	}
 	if got, hit := dc.cache.Get(k); hit {
 		dv := got.(derivedValue)
 		return dv.v, dv.v != nil
@@ -198,16 +209,31 @@ func (dc *derivedCache) value(ctx context.Context, r *serviceAccountRule, in *re
 	return v, v != nil
 }
 
-// derivedKey identifies a rule's inputs: the ServiceAccount version, the identities,
-// the Namespace and the request namespace; only the rule for a params-only rule (the
-// params are fixed for a program, and so is its cache).
-func derivedKey(r *serviceAccountRule, req *Request) memoKey {
-	w := newKeyWriter()
-	w.int(r.id)
-	if r.paramsOnly {
-		return w.sum()
+// conditionCache holds the results of match conditions that read only what is known
+// per ServiceAccount (compiledCondition.perServiceAccount): the default bundle's
+// conditions all do, so most admissions, and every pod that gets no identity, run
+// no CEL at all once their ServiceAccount version was seen.
+type conditionCache struct{ cache *lru.Cache }
+
+type conditionKey struct {
+	cond int // compiledCondition.id
+	sa   memoKey
+}
+
+// eval returns the condition's result, from the cache when the request's ServiceAccount
+// inputs were seen before. Errors are not cached (a deadline is not the condition's
+// answer).
+func (cc *conditionCache) eval(ctx context.Context, c *compiledCondition, in *requestInput, vars *celActivation) (bool, error) {
+	if cc == nil || !c.perServiceAccount {
+		return c.eval(ctx, vars)
 	}
-	w.str(req.Attributes.Namespace)
-	writeServiceAccountInputs(w, req)
-	return w.sum()
+	k := conditionKey{cond: c.id, sa: in.serviceAccountKey()}
+	if got, hit := cc.cache.Get(k); hit {
+		return got.(bool), nil
+	}
+	ok, err := c.eval(ctx, vars)
+	if err == nil {
+		cc.cache.Add(k, ok)
+	}
+	return ok, err
 }

@@ -108,3 +108,64 @@ m := [{"op": "set-label", "key": "k", "value": replace(key, "/", ".")}]
 		}
 	}
 }
+
+func TestConditionPerServiceAccount(t *testing.T) {
+	c, err := newCELCompiler(DefaultCELCostLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		expr string
+		want bool
+	}{
+		{"serviceAccount != null", true},
+		{"identities.containerCredentials == null && params.x == 'y'", true},
+		{"namespaceObject.metadata.name == 'ns'", true},
+		{"request.namespace == 'ns'", true},
+		{"request['namespace'] == 'ns'", true},
+		{"request.operation == 'CREATE'", false},
+		{"has(request.userInfo)", false},
+		{"[request].size() == 1", false},
+		{"object.metadata.name == 'p'", false},
+		{"oldObject == null", false},
+		{"serviceAccount.metadata.annotations.exists(k, k == object.metadata.name)", false},
+	} {
+		cc, err := c.compile(MatchCondition{Name: "c", Expression: tc.expr})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.expr, err)
+		}
+		if cc.perServiceAccount != tc.want {
+			t.Errorf("%s: perServiceAccount = %t, want %t", tc.expr, cc.perServiceAccount, tc.want)
+		}
+	}
+}
+
+// TestConditionCache: a condition that reads only the ServiceAccount is evaluated once
+// per ServiceAccount version, whatever the pod; a new version is evaluated afresh.
+func TestConditionCache(t *testing.T) {
+	b := bundleOf(t, "policies:\n- name: p\n  match:\n  - {name: has-role, expression: \"has(serviceAccount.metadata.annotations.role)\"}\n  - {name: pod-p, expression: \"object.metadata.name == 'p'\"}\n  rule: data.t.m\n",
+		map[string]string{"t.rego": "package t\nm := [{\"op\": \"set-label\", \"key\": \"role\", \"value\": \"yes\"}]\n"})
+	p := compileT(t, b)
+	if p.conditions == nil || !p.policies[0].conditions[0].perServiceAccount || p.policies[0].conditions[1].perServiceAccount {
+		t.Fatal("want the first condition cached per ServiceAccount, the second not")
+	}
+	for _, name := range []string{"p", "q", "p"} {
+		req := saRequest()
+		req.Object = []byte(strings.Replace(podJSON, `"name":"p"`, `"name":"`+name+`"`, 1))
+		if res := evalT(t, p, req); res.Mutated() != (name == "p") {
+			t.Fatalf("pod %s: mutated = %t, trace %+v", name, res.Mutated(), res.Trace.Policies)
+		}
+	}
+	if n := p.conditions.cache.Len(); n != 1 {
+		t.Fatalf("%d cached condition results after three pods of one ServiceAccount version, want 1", n)
+	}
+	changed := saRequest()
+	changed.ServiceAccount.ResourceVersion = "2"
+	changed.ServiceAccount.Annotations = map[string]string{}
+	if res := evalT(t, p, changed); res.Mutated() {
+		t.Fatalf("the new ServiceAccount version (no role) still matched: %s", mustJSON(res.Patch))
+	}
+	if n := p.conditions.cache.Len(); n != 2 {
+		t.Fatalf("%d cached condition results after a second ServiceAccount version, want 2", n)
+	}
+}
