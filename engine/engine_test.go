@@ -219,6 +219,24 @@ second := [{"op": "add-env", "container": "app", "env": [{"name": "SECOND", "val
 	}
 }
 
+// TestAppendedItemsAreNotAliased: items appended to a raw env list are shared with
+// the add op until the list is decoded (rawList); a later change inside one must
+// change the pod's copy, not the value the patch gives for the add.
+func TestAppendedItemsAreNotAliased(t *testing.T) {
+	b := bundleOf(t, "policies:\n- name: p\n  rule: data.t.m\n", map[string]string{"t.rego": `package t
+m := [{"op": "add-env", "containers": ["app"], "env": [{"name": "X", "value": "1"}]},
+      {"op": "json-patch", "patch": [{"op": "replace", "path": "/spec/containers/0/env/1/value", "value": "2"}]}]
+`})
+	res, err := compileT(t, b).Evaluate(context.Background(), saRequest(), EvalOptions{}) // not Explain: lists stay raw
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `[{"op":"add","path":"/spec/containers/0/env/-","value":{"name":"X","value":"1"}},{"op":"replace","path":"/spec/containers/0/env/1/value","value":"2"}]`
+	if got := mustJSON(res.Patch); got != want {
+		t.Fatalf("patch = %s\nwant    %s", got, want)
+	}
+}
+
 func TestMutationVocabulary(t *testing.T) {
 	cases := []struct {
 		name    string

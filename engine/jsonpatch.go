@@ -253,7 +253,8 @@ func applySegs(doc map[string]any, segs []string, op Op) error {
 // messages (built only when there is one to give).
 func applyAt(node any, segs []string, depth int, op Op) (any, error) {
 	if l, ok := node.(*rawList); ok && op.Op == "add" && depth == len(segs)-1 && segs[depth] == "-" && l.isArray() {
-		l.appended = append(l.appended, deepCopy(op.Value)) // appended without decoding
+		l.appended = append(l.appended, op.Value) // appended without decoding, copied when decoded
+
 		return l, nil
 	}
 	node, err := materialized(node) // a raw list is decoded, and stored back by the caller

@@ -13,7 +13,10 @@ import (
 // (applyAt, setEnv, lookup); CEL and Rego see decoded lists (materialize).
 //
 // Items appended at the end (add .../env/-, what add-env does to a container that
-// has env) are kept beside the raw JSON rather than decoding it to append.
+// has env) are kept beside the raw JSON rather than decoding it to append. They are
+// the patch operations' own values, shared rather than copied (one add-env gives the
+// same items to every container it names): decode copies them, so the working pod
+// never aliases the patch, and nothing changes them before that.
 type rawList struct {
 	raw      json.RawMessage
 	appended []any
@@ -30,7 +33,10 @@ func (l *rawList) decode() (any, error) {
 	if !ok {
 		return nil, errors.New("items were appended to a list that is not an array")
 	}
-	return append(list, l.appended...), nil
+	for _, item := range l.appended {
+		list = append(list, deepCopy(item))
+	}
+	return list, nil
 }
 
 // isArray says the raw JSON is an array (its first byte: the JSON was checked).
