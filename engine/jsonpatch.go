@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	gojson "github.com/goccy/go-json"
 )
@@ -159,14 +160,29 @@ func marshalPatchValues(ops []Op, compact bool) ([]byte, []Op, error) {
 	if compact {
 		spans = make([]span, len(ops))
 	}
+	// One mutation gives the same value to several containers (an env item, a
+	// volumeMount): each distinct value is encoded once and its bytes repeated.
+	encoded := make(map[valueIdentity]span, 8)
 	for i, o := range ops {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		var err error
-		var start int
-		if b, start, err = o.appendJSONSpan(b); err != nil {
-			return nil, nil, err
+		start := -1
+		id, shared := identityOf(o.Value)
+		if sp, seen := encoded[id]; shared && seen && o.Op != "remove" {
+			b = appendJSONString(append(b, `{"op":`...), o.Op)
+			b = appendJSONString(append(b, `,"path":`...), o.Path)
+			b = append(b, `,"value":`...)
+			start = len(b)
+			b = append(append(b, b[sp.start:sp.end]...), '}')
+		} else {
+			if b, start, err = o.appendJSONSpan(b); err != nil {
+				return nil, nil, err
+			}
+			if shared && start >= 0 {
+				encoded[id] = span{start, len(b) - 1}
+			}
 		}
 		if compact {
 			spans[i] = span{start, len(b) - 1}
@@ -187,6 +203,27 @@ func marshalPatchValues(ops []Op, compact bool) ([]byte, []Op, error) {
 		}
 	}
 	return b, out, nil
+}
+
+// valueIdentity identifies a map or a slice by its storage: two op values with the
+// same identity are the same value (ops' values are not changed once emitted).
+type valueIdentity struct {
+	p unsafe.Pointer
+	n int // the slice's length; -1 for a map
+}
+
+// identityOf returns the identity of a map or non-empty slice value; false for others
+// (scalars are cheap to encode again).
+func identityOf(v any) (valueIdentity, bool) {
+	switch t := v.(type) {
+	case map[string]any:
+		return valueIdentity{p: *(*unsafe.Pointer)(unsafe.Pointer(&t)), n: -1}, true
+	case []any:
+		if len(t) > 0 {
+			return valueIdentity{p: unsafe.Pointer(unsafe.SliceData(t)), n: len(t)}, true
+		}
+	}
+	return valueIdentity{}, false
 }
 
 // pointer builds a JSON Pointer from segments, escaping "~" and "/".

@@ -24,6 +24,10 @@ func TestMarshalPatchMatchesEncodingJSON(t *testing.T) {
 			`[{"op":"add","path":"/metadata/annotations/a\"b\\cé","value":"v\n"}]`},
 		{"HTML characters escaped", []Op{{Op: "add", Path: "/metadata/labels/a<b>&c", Value: "<x>"}},
 			`[{"op":"add","path":"/metadata/labels/a\u003cb\u003e\u0026c","value":"\u003cx\u003e"}]`},
+		{"a value shared by several ops, then another", sharedValueOps(),
+			`[{"op":"add","path":"/spec/containers/0/env/-","value":{"name":"A","value":"1"}},{"op":"add","path":"/spec/containers/1/env","value":[{"name":"A","value":"1"}]},` +
+				`{"op":"add","path":"/spec/containers/2/env/-","value":{"name":"A","value":"1"}},{"op":"remove","path":"/x"},{"op":"add","path":"/spec/containers/3/env","value":[{"name":"A","value":"1"}]},` +
+				`{"op":"add","path":"/spec/containers/0/env/-","value":{"name":"B","value":"2"}},{"op":"add","path":"/y","value":[{"name":"A","value":"1"}]}]`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,5 +74,39 @@ func TestAppendJSONValueMatchesEncodingJSON(t *testing.T) {
 		if string(got) != "prefix"+string(want) {
 			t.Errorf("%#v:\n got %s\nwant prefix%s", v, got, want)
 		}
+	}
+}
+
+// sharedValueOps gives one env item (and one list of it) to several ops, as add-env to
+// several containers does, with a remove, another item and a different list of the
+// same contents in between.
+func sharedValueOps() []Op {
+	item := map[string]any{"name": "A", "value": "1"}
+	list := []any{item}
+	return []Op{
+		{Op: "add", Path: "/spec/containers/0/env/-", Value: item},
+		{Op: "add", Path: "/spec/containers/1/env", Value: list},
+		{Op: "add", Path: "/spec/containers/2/env/-", Value: item},
+		{Op: "remove", Path: "/x"},
+		{Op: "add", Path: "/spec/containers/3/env", Value: list},
+		{Op: "add", Path: "/spec/containers/0/env/-", Value: map[string]any{"name": "B", "value": "2"}},
+		{Op: "add", Path: "/y", Value: []any{map[string]any{"name": "A", "value": "1"}}},
+	}
+}
+
+// The memo's compact ops point into the patch bytes; with shared values each must
+// still hold its own op's value.
+func TestCompactOpsWithSharedValues(t *testing.T) {
+	ops := sharedValueOps()
+	b, compact, err := marshalPatchValues(ops, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := marshalPatch(compact)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(again) != string(b) {
+		t.Fatalf("compact ops encode to %s\nwant                 %s", again, b)
 	}
 }
