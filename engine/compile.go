@@ -205,6 +205,7 @@ func prepareRule(ctx context.Context, compiler *ast.Compiler, ref string) (rego.
 	return rego.New(
 		rego.Query(ref),
 		rego.Compiler(compiler),
+		rego.GenerateJSON(regoResult),
 	).PrepareForEval(ctx)
 }
 

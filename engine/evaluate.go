@@ -359,13 +359,16 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 		inputValue.(ast.Object).Insert(ast.StringTerm(derivedInputKey), ast.NewTerm(derived))
 		query = cp.ruleWithDerived
 	}
+	if ZZCapture != nil {
+		ZZCapture(cp.Policy.Rule, inputValue)
+	}
 	rs, err := query.Eval(ctx, input)
 	if err != nil {
 		return fail("rule %s: %s", cp.Policy.Rule, deadlineReason(ctx, err))
 	}
 	var value any
 	if len(rs) > 0 && len(rs[0].Expressions) > 0 {
-		value = normalizeNumbers(rs[0].Expressions[0].Value)
+		value = rs[0].Expressions[0].Value // numbers normalised by regoResult
 	} else {
 		pt.Notes = append(pt.Notes, fmt.Sprintf("rule %s is undefined for this pod: no changes", cp.Policy.Rule))
 	}

@@ -62,9 +62,16 @@ func (f *fixedInputs) goValue(i int) any {
 
 func (f *fixedInputs) value(i int) ast.Value {
 	if f.values[i] == nil {
-		if i == fixedServiceAccount && f.req.ServiceAccount != nil {
+		switch {
+		case i == fixedServiceAccount && f.req.ServiceAccount != nil:
 			_, f.values[i] = f.req.ServiceAccount.input() // converted once per ServiceAccount
-		} else {
+		case i == fixedRequest:
+			f.values[i] = f.req.Attributes.toValue()
+		case i == fixedNamespaceObject:
+			f.values[i] = f.req.Namespace.toValue()
+		case i == fixedIdentities:
+			f.values[i] = f.req.Identities.toValue()
+		default:
 			f.values[i] = mustValue(f.goValue(i))
 		}
 	}

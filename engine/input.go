@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"encoding/json"
 	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
 )
 
 // Request is everything the engine needs to decide about one pod. See docs/policies.md,
@@ -202,6 +204,70 @@ func (id Identities) toMap() map[string]any {
 	return m
 }
 
+// Rego values of the fixed inputs, built directly rather than by converting toMap's
+// maps (every matched request builds them): TestFixedInputValues checks they are
+// the same values.
+
+func (a Attributes) toValue() ast.Value {
+	groups := make([]*ast.Term, len(a.UserInfo.Groups))
+	for i, g := range a.UserInfo.Groups {
+		groups[i] = ast.StringTerm(g)
+	}
+	return ast.NewObject(
+		stringItem("uid", a.UID),
+		ast.Item(ast.StringTerm("kind"), ast.ObjectTerm(stringItem("group", a.Kind.Group), stringItem("version", a.Kind.Version), stringItem("kind", a.Kind.Kind))),
+		ast.Item(ast.StringTerm("resource"), ast.ObjectTerm(stringItem("group", a.Resource.Group), stringItem("version", a.Resource.Version), stringItem("resource", a.Resource.Resource))),
+		stringItem("subResource", a.SubResource),
+		stringItem("name", a.Name),
+		stringItem("namespace", a.Namespace),
+		stringItem("operation", a.Operation),
+		ast.Item(ast.StringTerm("userInfo"), ast.ObjectTerm(stringItem("username", a.UserInfo.Username), stringItem("uid", a.UserInfo.UID),
+			ast.Item(ast.StringTerm("groups"), ast.ArrayTerm(groups...)))),
+		ast.Item(ast.StringTerm("dryRun"), ast.BooleanTerm(a.DryRun)),
+	)
+}
+
+func (ns *NamespaceObject) toValue() ast.Value {
+	if ns == nil {
+		return ast.Null{}
+	}
+	return ast.NewObject(
+		stringItem("apiVersion", "v1"),
+		stringItem("kind", "Namespace"),
+		ast.Item(ast.StringTerm("metadata"), ast.ObjectTerm(stringItem("name", ns.Name),
+			ast.Item(ast.StringTerm("labels"), ast.NewTerm(stringMapValue(ns.Labels))),
+			ast.Item(ast.StringTerm("annotations"), ast.NewTerm(stringMapValue(ns.Annotations))))),
+	)
+}
+
+func (id Identities) toValue() ast.Value {
+	cc, cm := ast.NullTerm(), ast.NullTerm()
+	if c := id.ContainerCredentials; c != nil {
+		cc = ast.ObjectTerm(stringItem("namespace", c.Namespace), stringItem("serviceAccount", c.ServiceAccount))
+	}
+	if e := id.ConfigMap; e != nil {
+		cm = ast.ObjectTerm(
+			stringItem("key", e.Key),
+			ast.Item(ast.StringTerm("wildcard"), ast.BooleanTerm(e.Wildcard)),
+			stringItem("roleARN", e.RoleARN),
+			stringItem("audience", e.Audience),
+			ast.Item(ast.StringTerm("useRegionalSTS"), ast.BooleanTerm(e.UseRegionalSTS)),
+			ast.Item(ast.StringTerm("tokenExpiration"), ast.IntNumberTerm(int(e.TokenExpiration))),
+		)
+	}
+	return ast.NewObject(ast.Item(ast.StringTerm("containerCredentials"), cc), ast.Item(ast.StringTerm("configMap"), cm))
+}
+
+func stringItem(k, v string) [2]*ast.Term { return ast.Item(ast.StringTerm(k), ast.StringTerm(v)) }
+
+func stringMapValue(m map[string]string) ast.Value {
+	obj := ast.NewObjectWithCapacity(len(m))
+	for k, v := range m {
+		obj.Insert(ast.StringTerm(k), ast.StringTerm(v))
+	}
+	return obj
+}
+
 // stringMap gives policies an empty object rather than null for absent maps, so that
 // `key in serviceAccount.metadata.annotations` never fails on a missing map.
 func stringMap(m map[string]string) map[string]any {
@@ -220,4 +286,62 @@ func mustValue(v any) ast.Value {
 		panic("engine: converting input to Rego: " + err.Error())
 	}
 	return val
+}
+
+// regoResult is the rego.GenerateJSON of policy rules: a Rego value as the Go values
+// of decoded JSON, numbers already int64 when whole (what normalizeNumbers does to
+// OPA's own conversion, here in the same walk), sets as arrays in their order, and
+// object keys that are not strings as their JSON, as OPA writes them.
+func regoResult(t *ast.Term, _ *rego.EvalContext) (any, error) { return regoToGo(t.Value) }
+
+func regoToGo(v ast.Value) (any, error) {
+	switch t := v.(type) {
+	case ast.Null:
+		return nil, nil
+	case ast.Boolean:
+		return bool(t), nil
+	case ast.Number:
+		return normalizeNumbers(json.Number(t)), nil
+	case ast.String:
+		return string(t), nil
+	case *ast.Array:
+		out := make([]any, t.Len())
+		for i := range t.Len() {
+			e, err := regoToGo(t.Elem(i).Value)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = e
+		}
+		return out, nil
+	case ast.Set:
+		out := make([]any, 0, t.Len())
+		err := t.Iter(func(x *ast.Term) error {
+			e, err := regoToGo(x.Value)
+			out = append(out, e)
+			return err
+		})
+		return out, err
+	case ast.Object:
+		out := make(map[string]any, t.Len())
+		err := t.Iter(func(k, x *ast.Term) error {
+			key, ok := k.Value.(ast.String)
+			if !ok {
+				kv, err := regoToGo(k.Value)
+				if err != nil {
+					return err
+				}
+				enc, err := json.Marshal(kv)
+				if err != nil {
+					return err
+				}
+				key = ast.String(enc)
+			}
+			e, err := regoToGo(x.Value)
+			out[string(key)] = e
+			return err
+		})
+		return out, err
+	}
+	return ast.JSON(v) // anything else (never in a rule's value): as OPA converts it
 }

@@ -158,7 +158,7 @@ func prepareWithDerived(ctx context.Context, c *ast.Compiler, rule string, deriv
 	for _, d := range derived {
 		fmt.Fprintf(&q, " with %s as input.%s.r%d", d.ref, derivedInputKey, d.id)
 	}
-	return rego.New(rego.Query(q.String()), rego.Compiler(c)).PrepareForEval(ctx)
+	return rego.New(rego.Query(q.String()), rego.Compiler(c), rego.GenerateJSON(regoResult)).PrepareForEval(ctx)
 }
 
 // derivedCache holds ServiceAccount rule values; a nil value means undefined.
