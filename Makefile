@@ -54,6 +54,7 @@ FUZZ_TARGETS := \
 	./engine/:FuzzLoadBundle \
 	./engine/:FuzzObjectFields \
 	./engine/:FuzzSplit \
+	./engine/:FuzzShallowDecoders \
 	./engine/:FuzzReadPodRef \
 	./sources/:FuzzParseRoleMappings \
 	./sources/:FuzzParseIdentities \

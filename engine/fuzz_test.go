@@ -195,3 +195,102 @@ func leafSet(leaves []leaf) map[string]string {
 	}
 	return out
 }
+
+// FuzzShallowDecoders checks the shallow list decoders against a full decode of the
+// same JSON: every container keeps its name and its env, envFrom and volumeMounts
+// (raw until read, then equal), every volume all its keys (the name decoded, the
+// others raw and equal); anything that is not a list of objects is as sent.
+func FuzzShallowDecoders(f *testing.F) {
+	for _, s := range []string{`[]`, `null`, `{}`, `[null, 1, "x"]`,
+		`[{"name":"a","image":"i","env":[{"name":"A","value":"1"}],"volumeMounts":null,"ports":[{"containerPort":80}]}]`,
+		`[{"name":"a","name":null,"env":[],"env":[{"name":"B"}],"Name":"x","envFrom":[{"configMapRef":{"name":"c"}}]}]`,
+		`[{"name":"v","projected":{"sources":[]}},{"name":null,"configMap":{"name":"c"},"configMap":{"name":"d"}},{"csi":{}}]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !json.Valid(data) {
+			return
+		}
+		full, err := decodeValue(data)
+		if err != nil { // valid JSON out of range (1e700): the decoders must only not panic
+			_, _ = decodeContainersShallow(data)
+			_, _ = decodeVolumesShallow(data)
+			return
+		}
+		for _, dec := range []struct {
+			name     string
+			decode   shallowDecoder
+			keep     func(string) bool
+			dropNull bool // a null name or list is as absent
+		}{
+			{"containers", decodeContainersShallow, func(k string) bool {
+				return k == "name" || k == "env" || k == "envFrom" || k == "volumeMounts"
+			}, true},
+			{"volumes", decodeVolumesShallow, func(string) bool { return true }, false},
+		} {
+			got, err := dec.decode(data)
+			if err != nil {
+				t.Fatalf("%s(%s): %v", dec.name, data, err)
+			}
+			if want := shallowView(full, dec.keep, dec.dropNull); !reflect.DeepEqual(fullView(t, got), want) {
+				t.Fatalf("%s(%s):\ngot  %#v\nwant %#v", dec.name, data, fullView(t, got), want)
+			}
+		}
+	})
+}
+
+// shallowView is a fully decoded list with each object item cut to the kept keys,
+// without those whose value is null when dropNull.
+func shallowView(full any, keep func(string) bool, dropNull bool) any {
+	list, ok := full.([]any)
+	if !ok {
+		return full
+	}
+	out := make([]any, len(list))
+	for i, item := range list {
+		obj, ok := item.(map[string]any)
+		if !ok {
+			out[i] = item
+			continue
+		}
+		m := map[string]any{}
+		for k, v := range obj {
+			if keep(k) && (v != nil || !dropNull) {
+				m[k] = v
+			}
+		}
+		out[i] = m
+	}
+	return out
+}
+
+// fullView decodes what a shallow decoder left raw (rawList, json.RawMessage).
+func fullView(t *testing.T, v any) any {
+	switch x := v.(type) {
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = fullView(t, e)
+		}
+		return out
+	case map[string]any:
+		out := map[string]any{}
+		for k, e := range x {
+			out[k] = fullView(t, e)
+		}
+		return out
+	case *rawList:
+		d, err := x.decode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	case json.RawMessage:
+		d, err := decodeValue(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	return v
+}

@@ -215,80 +215,133 @@ func splitInto(data []byte, p *projection, out *[]leaf) error {
 // reads.
 type shallowDecoder func(raw json.RawMessage) (any, error)
 
-// shallowContainer is what the vocabulary reads of a container; goccy skips the other
-// fields (probes, resources, ports, ...) without building them, and the lists stay
-// raw (rawList) until read.
-type shallowContainer struct {
-	Name         json.RawMessage `json:"name"`
-	Env          json.RawMessage `json:"env"`
-	EnvFrom      json.RawMessage `json:"envFrom"`
-	VolumeMounts json.RawMessage `json:"volumeMounts"`
-}
-
+// decodeContainersShallow decodes a list of containers in what the vocabulary reads:
+// each container's name, and its env, envFrom and volumeMounts kept raw (rawList)
+// until read. The other fields (image, probes, resources, ports, ...) are passed over
+// without building anything. A list that is not an array of objects is decoded as
+// sent. raw is valid JSON (see splitProjected).
 func decodeContainersShallow(raw json.RawMessage) (any, error) {
-	var list []*shallowContainer
-	if err := gojson.Unmarshal(raw, &list); err != nil || list == nil {
-		return decodeValue(raw) // not a list of objects (or null): as sent
-	}
-	out := make([]any, len(list))
-	for i, c := range list {
-		if c == nil {
-			continue
-		}
-		m := make(map[string]any, 4)
-		if c.Name != nil && !isJSONNull(c.Name) {
-			name, err := decodeScalar(c.Name)
-			if err != nil {
-				return nil, err
-			}
-			m["name"] = name
-		}
-		for _, f := range [...]struct {
-			key string
-			raw json.RawMessage
-		}{{"env", c.Env}, {"envFrom", c.EnvFrom}, {"volumeMounts", c.VolumeMounts}} {
-			if f.raw != nil && !isJSONNull(f.raw) {
-				m[f.key] = &rawList{raw: f.raw}
-			}
-		}
-		out[i] = m
-	}
-	return out, nil
-}
-
-// decodeVolumesShallow keeps each volume's keys (the guard reads the source type from
-// them) but decodes only its name.
-func decodeVolumesShallow(raw json.RawMessage) (any, error) {
-	var elems []json.RawMessage
-	if err := gojson.Unmarshal(raw, &elems); err != nil || elems == nil {
+	if !isJSONArray(raw) {
 		return decodeValue(raw)
 	}
-	out := make([]any, len(elems))
-	for i, e := range elems {
-		var obj map[string]json.RawMessage
-		if err := gojson.Unmarshal(e, &obj); err != nil || obj == nil {
-			v, err := decodeValue(e)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = v
-			continue
+	var out []any
+	var err error
+	if e := forEachElement(raw, func(item json.RawMessage) {
+		if err != nil {
+			return
 		}
-		m := make(map[string]any, len(obj))
-		for k, v := range obj {
-			if k == "name" {
-				dv, err := decodeValue(v)
-				if err != nil {
-					return nil, err
+		if !isJSONObject(item) {
+			var v any
+			v, err = decodeValue(item)
+			out = append(out, v)
+			return
+		}
+		m := make(map[string]any, 4)
+		err = forEachField(item, func(key string, value json.RawMessage) {
+			switch key {
+			case "name":
+				if isJSONNull(value) {
+					delete(m, "name")
+				} else if v, derr := decodeScalar(value); derr != nil {
+					err = derr
+				} else {
+					m["name"] = v
 				}
-				m[k] = dv
-			} else {
-				m[k] = v
+			case "env", "envFrom", "volumeMounts":
+				k := rawListKeys[key]
+				if isJSONNull(value) {
+					delete(m, k)
+				} else {
+					m[k] = &rawList{raw: value}
+				}
 			}
-		}
-		out[i] = m
+		})
+		out = append(out, m)
+	}); e != nil {
+		return nil, e
+	}
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		out = []any{}
 	}
 	return out, nil
+}
+
+// rawListKeys are the keys decodeContainersShallow stores, as constants: forEachField's
+// key aliases the pod's bytes.
+var rawListKeys = map[string]string{"env": "env", "envFrom": "envFrom", "volumeMounts": "volumeMounts"}
+
+// decodeVolumesShallow keeps each volume's keys (the guard reads the source type from
+// them) with their values raw, but decodes its name.
+func decodeVolumesShallow(raw json.RawMessage) (any, error) {
+	if !isJSONArray(raw) {
+		return decodeValue(raw)
+	}
+	var out []any
+	var err error
+	if e := forEachElement(raw, func(item json.RawMessage) {
+		if err != nil {
+			return
+		}
+		if !isJSONObject(item) {
+			var v any
+			v, err = decodeValue(item)
+			out = append(out, v)
+			return
+		}
+		m := make(map[string]any, 2)
+		err = forEachField(item, func(key string, value json.RawMessage) {
+			if key == "name" {
+				v, derr := decodeValue(value)
+				if derr != nil {
+					err = derr
+				}
+				m["name"] = v
+				return
+			}
+			m[internVolumeKey(key)] = value
+		})
+		out = append(out, m)
+	}); e != nil {
+		return nil, e
+	}
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		out = []any{}
+	}
+	return out, nil
+}
+
+// internVolumeKey returns a volume's key as a string of its own (forEachField's key
+// aliases the pod's bytes), the usual ones without an allocation.
+func internVolumeKey(k string) string {
+	switch k {
+	case "projected":
+		return "projected"
+	case "configMap":
+		return "configMap"
+	case "secret":
+		return "secret"
+	case "emptyDir":
+		return "emptyDir"
+	case "persistentVolumeClaim":
+		return "persistentVolumeClaim"
+	case "hostPath":
+		return "hostPath"
+	case "downwardAPI":
+		return "downwardAPI"
+	}
+	return strings.Clone(k)
+}
+
+// isJSONArray says valid JSON data is an array.
+func isJSONArray(data []byte) bool {
+	i := skipSpace(data, 0)
+	return i < len(data) && data[i] == '['
 }
 
 // decodeScalar is decodeValue with a shortcut for plain ASCII strings (names).
