@@ -294,16 +294,27 @@ func (in *requestInput) regoInput(params ast.Value) (ast.Value, error) {
 		in.docAST = mustValue(in.regoProj.project(in.doc))
 		in.indexAST = buildIndex(in.doc)
 	}
-	obj := ast.NewObject(
-		ast.Item(ast.StringTerm(varObject), ast.NewTerm(in.docAST)),
-		ast.Item(ast.StringTerm(varIndex), ast.NewTerm(in.indexAST)),
-		ast.Item(ast.StringTerm(varParams), ast.NewTerm(params)),
-	)
-	for i, name := range fixedNames {
-		obj.Insert(ast.StringTerm(name), ast.NewTerm(in.fixed.value(i)))
+	obj := ast.NewObjectWithCapacity(4 + nFixed)
+	obj.Insert(inputKeys.object, ast.NewTerm(in.docAST))
+	obj.Insert(inputKeys.index, ast.NewTerm(in.indexAST))
+	obj.Insert(inputKeys.params, ast.NewTerm(params))
+	for i, key := range inputKeys.fixed {
+		obj.Insert(key, ast.NewTerm(in.fixed.value(i)))
 	}
 	return obj, nil
 }
+
+// The input's keys as terms, built once (see indexKeys).
+var inputKeys = func() (k struct {
+	object, index, params, derived *ast.Term
+	fixed                          [nFixed]*ast.Term
+}) {
+	k.object, k.index, k.params, k.derived = ast.StringTerm(varObject), ast.StringTerm(varIndex), ast.StringTerm(varParams), ast.StringTerm(derivedInputKey)
+	for i, name := range fixedNames {
+		k.fixed[i] = ast.StringTerm(name)
+	}
+	return k
+}()
 
 // runPolicy evaluates one policy. Its error is only an *InputError from decoding the
 // pod; the policy's own failures are in the trace.
@@ -356,7 +367,7 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 	input := rego.EvalParsedInput(inputValue)
 	query := cp.rule
 	if derived, ok := p.derivedValues(ctx, cp, in); ok {
-		inputValue.(ast.Object).Insert(ast.StringTerm(derivedInputKey), ast.NewTerm(derived))
+		inputValue.(ast.Object).Insert(inputKeys.derived, ast.NewTerm(derived))
 		query = cp.ruleWithDerived
 	}
 	if ZZCapture != nil {
@@ -416,7 +427,7 @@ func (p *Program) derivedValues(ctx context.Context, cp *compiledPolicy, in *req
 		if !ok {
 			return nil, false
 		}
-		obj.Insert(ast.StringTerm(fmt.Sprintf("r%d", r.id)), ast.NewTerm(v))
+		obj.Insert(r.inputKey, ast.NewTerm(v))
 	}
 	return obj, true
 }

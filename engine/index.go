@@ -22,20 +22,30 @@ func buildIndex(doc map[string]any) ast.Value {
 			}
 			name, _ := c["name"].(string)
 			entries = append(entries, ast.ObjectTerm(
-				ast.Item(ast.StringTerm("list"), ast.StringTerm(list)),
-				ast.Item(ast.StringTerm("index"), ast.InternedTerm(i)),
-				ast.Item(ast.StringTerm("name"), ast.StringTerm(name)),
-				ast.Item(ast.StringTerm("env"), nameSet(c["env"])),
-				ast.Item(ast.StringTerm("mounts"), nameSet(c["volumeMounts"])),
+				ast.Item(indexKeys.list, listTerms[list]),
+				ast.Item(indexKeys.index, ast.InternedTerm(i)),
+				ast.Item(indexKeys.name, ast.StringTerm(name)),
+				ast.Item(indexKeys.env, nameSet(c["env"])),
+				ast.Item(indexKeys.mounts, nameSet(c["volumeMounts"])),
 			))
 		}
 	}
 	vols, _ := lookup(doc, "spec", "volumes")
 	return ast.NewObject(
-		ast.Item(ast.StringTerm("containers"), ast.ArrayTerm(entries...)),
-		ast.Item(ast.StringTerm("volumes"), nameSet(vols)),
+		ast.Item(indexKeys.containers, ast.ArrayTerm(entries...)),
+		ast.Item(indexKeys.volumes, nameSet(vols)),
 	)
 }
+
+// The index's constant terms, built once and shared by every request's index (Rego
+// does not change the terms of its input; OPA shares its own interned terms so too).
+var (
+	indexKeys = struct{ list, index, name, env, mounts, containers, volumes *ast.Term }{
+		ast.StringTerm("list"), ast.StringTerm("index"), ast.StringTerm("name"), ast.StringTerm("env"),
+		ast.StringTerm("mounts"), ast.StringTerm("containers"), ast.StringTerm("volumes"),
+	}
+	listTerms = map[string]*ast.Term{"initContainers": ast.StringTerm("initContainers"), "containers": ast.StringTerm("containers")}
+)
 
 // nameSet is the set of the "name" fields of a list of objects.
 func nameSet(list any) *ast.Term {

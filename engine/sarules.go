@@ -35,10 +35,11 @@ var allowedServiceAccountInputs = map[string]bool{
 }
 
 type serviceAccountRule struct {
-	id     int    // index among the program's ServiceAccount rules
-	ref    string // data.pod_identity.identity.settings
-	query  rego.PreparedEvalQuery
-	params ast.Value // the declaring bundle's params over the configuration
+	id       int       // index among the program's ServiceAccount rules
+	inputKey *ast.Term // "r<id>", its key in input.__derived
+	ref      string    // data.pod_identity.identity.settings
+	query    rego.PreparedEvalQuery
+	params   ast.Value // the declaring bundle's params over the configuration
 	// paramsOnly: the rule reads nothing but input.params (an annotation key made of
 	// the prefix flag), so one value serves every ServiceAccount.
 	paramsOnly bool
@@ -145,7 +146,8 @@ func compileServiceAccountRules(ctx context.Context, c *ast.Compiler, b *Bundle,
 		if err != nil {
 			return nil, &LoadError{Source: b.Source, File: ManifestFile, Field: field, Reason: err.Error()}
 		}
-		out = append(out, &serviceAccountRule{id: firstID + i, ref: ref, query: q, params: params, paramsOnly: paramsOnly})
+		out = append(out, &serviceAccountRule{id: firstID + i, inputKey: ast.StringTerm(fmt.Sprintf("r%d", firstID+i)),
+			ref: ref, query: q, params: params, paramsOnly: paramsOnly})
 	}
 	return out, nil
 }
