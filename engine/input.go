@@ -258,7 +258,24 @@ func (id Identities) toValue() ast.Value {
 	return ast.NewObject(ast.Item(ast.StringTerm("containerCredentials"), cc), ast.Item(ast.StringTerm("configMap"), cm))
 }
 
-func stringItem(k, v string) [2]*ast.Term { return ast.Item(ast.StringTerm(k), ast.StringTerm(v)) }
+// stringItem is a key and a string value; the keys of the fixed inputs are terms
+// built once (inputKeyTerms).
+func stringItem(k, v string) [2]*ast.Term {
+	key, ok := inputKeyTerms[k]
+	if !ok {
+		key = ast.StringTerm(k)
+	}
+	return ast.Item(key, ast.StringTerm(v))
+}
+
+var inputKeyTerms = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for _, k := range []string{"uid", "group", "version", "kind", "resource", "subResource", "name", "namespace", "operation",
+		"username", "apiVersion", "serviceAccount", "key", "roleARN", "audience"} {
+		m[k] = ast.StringTerm(k)
+	}
+	return m
+}()
 
 func stringMapValue(m map[string]string) ast.Value {
 	obj := ast.NewObjectWithCapacity(len(m))

@@ -228,10 +228,19 @@ func identityOf(v any) (valueIdentity, bool) {
 
 // pointer builds a JSON Pointer from segments, escaping "~" and "/".
 func pointer(segments ...string) string {
+	n := 0
+	for _, s := range segments {
+		n += 1 + len(s)
+	}
 	var b strings.Builder
+	b.Grow(n) // exact unless a segment has "~" or "/"
 	for _, s := range segments {
 		b.WriteByte('/')
-		b.WriteString(escapePointer(s))
+		if strings.ContainsAny(s, "~/") {
+			b.WriteString(escapePointer(s))
+		} else {
+			b.WriteString(s)
+		}
 	}
 	return b.String()
 }
@@ -395,7 +404,7 @@ type pointerOf []string
 
 func (p pointerOf) String() string { return pointer(p...) }
 
-func arrayIndex(s string, n int, allowEnd bool, at fmt.Stringer) (int, error) {
+func arrayIndex(s string, n int, allowEnd bool, at pointerOf) (int, error) {
 	i, err := strconv.Atoi(s)
 	if err != nil || i < 0 || (s != "0" && strings.HasPrefix(s, "0")) {
 		return 0, fmt.Errorf("%s: %q is not an array index", at, s)

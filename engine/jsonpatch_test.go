@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 )
 
@@ -108,5 +109,26 @@ func TestCompactOpsWithSharedValues(t *testing.T) {
 	}
 	if string(again) != string(b) {
 		t.Fatalf("compact ops encode to %s\nwant                 %s", again, b)
+	}
+}
+
+func TestPointer(t *testing.T) {
+	for _, tc := range []struct {
+		segs []string
+		want string
+	}{
+		{[]string{"spec", "containers", "0", "env", "-"}, "/spec/containers/0/env/-"},
+		{[]string{"metadata", "labels", "eks.amazonaws.com/pod-identity"}, "/metadata/labels/eks.amazonaws.com~1pod-identity"},
+		{[]string{"metadata", "annotations", "a~b/c"}, "/metadata/annotations/a~0b~1c"},
+		{[]string{""}, "/"},
+	} {
+		got := pointer(tc.segs...)
+		if got != tc.want {
+			t.Errorf("pointer(%q) = %q, want %q", tc.segs, got, tc.want)
+		}
+		back, err := splitPointer(got)
+		if err != nil || !reflect.DeepEqual(back, tc.segs) {
+			t.Errorf("splitPointer(%q) = %q, %v; want %q", got, back, err, tc.segs)
+		}
 	}
 }
