@@ -54,7 +54,7 @@ func (o Op) appendJSONSpan(b []byte) ([]byte, int, error) {
 	}
 	b = append(b, `,"value":`...)
 	start := len(b)
-	if raw, ok := o.Value.(json.RawMessage); ok { // a memoised op: already encoded
+	if raw, ok := encodedValue(o.Value); ok { // a memoised op: already encoded
 		return append(append(b, raw...), '}'), start, nil
 	}
 	b, err := appendJSONValue(b, o.Value)
@@ -122,10 +122,23 @@ func appendJSONValue(b []byte, v any) ([]byte, error) {
 
 // decodedValue is the op's value as decoded JSON: memoised ops hold theirs encoded.
 func (o Op) decodedValue() (any, error) {
-	if raw, ok := o.Value.(json.RawMessage); ok {
+	if raw, ok := encodedValue(o.Value); ok {
 		return decodeValue(raw)
 	}
 	return o.Value, nil
+}
+
+// encodedValue returns an op's value that is already JSON: a *json.RawMessage (what
+// marshalPatchValues gives memoised ops, pointers into one slab rather than a boxed
+// slice each) or a json.RawMessage.
+func encodedValue(v any) (json.RawMessage, bool) {
+	switch t := v.(type) {
+	case *json.RawMessage:
+		return *t, t != nil
+	case json.RawMessage:
+		return t, true
+	}
+	return nil, false
 }
 
 // appendJSONString appends s as a JSON string, escaped as encoding/json escapes it
@@ -149,7 +162,7 @@ func marshalPatch(ops []Op) ([]byte, error) {
 }
 
 // marshalPatchValues is marshalPatch that, when asked, also returns each op with its
-// value replaced by its encoding within the returned bytes (json.RawMessage): the
+// value replaced by its encoding within the returned bytes (*json.RawMessage): the
 // compact form the memo keeps, which shares the patch's bytes instead of holding the
 // decoded values (maps cost several times their JSON).
 func marshalPatchValues(ops []Op, compact bool) ([]byte, []Op, error) {
@@ -196,10 +209,12 @@ func marshalPatchValues(ops []Op, compact bool) ([]byte, []Op, error) {
 	// now that it no longer moves.
 	b = slices.Clip(slices.Clone(b))
 	out := make([]Op, len(ops))
+	raws := make([]json.RawMessage, len(ops))
 	for i, o := range ops {
 		out[i] = Op{Op: o.Op, Path: o.Path}
 		if sp := spans[i]; sp.start >= 0 {
-			out[i].Value = json.RawMessage(b[sp.start:sp.end:sp.end])
+			raws[i] = b[sp.start:sp.end:sp.end]
+			out[i].Value = &raws[i]
 		}
 	}
 	return b, out, nil
@@ -300,7 +315,6 @@ func applySegs(doc map[string]any, segs []string, op Op) error {
 func applyAt(node any, segs []string, depth int, op Op) (any, error) {
 	if l, ok := node.(*rawList); ok && op.Op == "add" && depth == len(segs)-1 && segs[depth] == "-" && l.isArray() {
 		l.appended = append(l.appended, op.Value) // appended without decoding, copied when decoded
-
 		return l, nil
 	}
 	node, err := materialized(node) // a raw list is decoded, and stored back by the caller
@@ -332,7 +346,7 @@ func applyAt(node any, segs []string, depth int, op Op) (any, error) {
 				return nil, err
 			}
 			n[i] = nc
-			return n, nil
+			return node, nil // the same slice, already boxed: returning n would box it again
 		default:
 			return nil, fmt.Errorf("%s: cannot descend into %s", here, jsonKind(node))
 		}
@@ -386,6 +400,7 @@ func applyAt(node any, segs []string, depth int, op Op) (any, error) {
 			switch op.Op {
 			case "replace":
 				n[i] = deepCopy(op.Value)
+				return node, nil // the same slice
 			case "remove":
 				n = append(n[:i], n[i+1:]...)
 			case "test":

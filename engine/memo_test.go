@@ -46,7 +46,7 @@ m := [{"op": "add-env", "container": "app", "env": [{"name": "ROLE", "value": in
 		t.Fatal("the hit re-encoded the patch")
 	}
 	for i, op := range again.Patch {
-		raw, ok := op.Value.(json.RawMessage)
+		raw, ok := encodedValue(op.Value)
 		if !ok || !bytes.Contains(againJSON, raw) || mustJSON(first.Patch[i].Value) != string(raw) {
 			t.Fatalf("memoized op %d value %T %v is not the encoded value of %v", i, op.Value, op.Value, first.Patch[i].Value)
 		}
