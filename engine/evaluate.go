@@ -370,9 +370,6 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 		inputValue.(ast.Object).Insert(inputKeys.derived, ast.NewTerm(derived))
 		query = cp.ruleWithDerived
 	}
-	if ZZCapture != nil {
-		ZZCapture(cp.Policy.Rule, inputValue)
-	}
 	rs, err := query.Eval(ctx, input)
 	if err != nil {
 		return fail("rule %s: %s", cp.Policy.Rule, deadlineReason(ctx, err))
