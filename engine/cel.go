@@ -108,10 +108,11 @@ func (c *celCompiler) compile(mc MatchCondition) (*compiledCondition, error) {
 	}
 	native := ast.NativeRep()
 	// Only an expression that loops (a comprehension: all, exists, map, filter, ...)
-	// can do work out of proportion to the values it reads; such an expression is
-	// metered at run time against the cost limit and interrupted by the per-request
-	// deadline. Metering the others too cost a third of a memo hit's allocations, for
-	// expressions whose work is bounded by their size and their inputs'.
+	// can do work out of proportion to the values it reads; such an expression gets
+	// this engine's cost limit and is interrupted by the per-request deadline. (The
+	// Kubernetes environment's own program options track every program's cost against
+	// its per-call limit; the others keep that.) Conditions that read only
+	// per-ServiceAccount inputs are not evaluated per pod at all (conditionCache).
 	metered := hasComprehension(native)
 	var opts []cel.ProgramOption
 	if metered {

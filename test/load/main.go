@@ -45,6 +45,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	jsonpatch "github.com/evanphx/json-patch/v5"
+
 	"github.com/pod-identity-webhook/pod-identity-webhook/internal/benchdata"
 	"github.com/pod-identity-webhook/pod-identity-webhook/test/bench/reviews"
 )
@@ -121,28 +123,24 @@ func run(o options) error {
 		return err
 	}
 	if o.printPod {
-		tpl.SetUID(1)
-		if o.vary {
-			tpl.SetTemplate(1)
-		}
-		var review struct {
-			Request struct {
-				Object json.RawMessage `json:"object"`
-			} `json:"request"`
-		}
-		if err := json.Unmarshal(tpl.Body, &review); err != nil {
+		pod, err := firstPod(o)
+		if err != nil {
 			return err
 		}
-		_, err := fmt.Printf("%s\n", review.Request.Object)
+		_, err = fmt.Printf("%s\n", pod)
 		return err
 	}
-	var want any
+	var want *patchCheck
 	if o.checkPatch != "" {
 		raw, err := os.ReadFile(o.checkPatch)
 		if err != nil {
 			return err
 		}
-		if want, err = decodePatch(raw); err != nil {
+		pod, err := firstPod(o)
+		if err != nil {
+			return err
+		}
+		if want, err = newPatchCheck(pod, raw); err != nil {
 			return fmt.Errorf("--check-patch: %v", err)
 		}
 	}
@@ -155,7 +153,7 @@ func run(o options) error {
 			return err
 		}
 	}
-	l := &loader{o: o, client: client, tpl: tpl, want: want, checking: o.checkPatch != ""}
+	l := &loader{o: o, client: client, tpl: tpl, want: want, checking: want != nil}
 	rep := l.run()
 	if o.jsonOut != "" {
 		b, err := json.MarshalIndent(rep, "", "  ")
@@ -257,21 +255,69 @@ func waitHealthy(c *http.Client, u *url.URL, wait time.Duration) error {
 
 // decodePatch reads a JSON Patch for comparison; null, [] and an empty file mean no
 // patch.
-func decodePatch(raw []byte) (any, error) {
-	if len(bytes.TrimSpace(raw)) == 0 {
-		return nil, nil
-	}
-	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
+// firstPod is the pod of the first request, the one `eval --pod` is given.
+func firstPod(o options) ([]byte, error) {
+	tpl, err := template(o)
+	if err != nil {
 		return nil, err
 	}
-	if a, ok := v.([]any); ok && len(a) == 0 {
-		return nil, nil
+	tpl.SetUID(1)
+	if o.vary {
+		tpl.SetTemplate(1)
 	}
-	if v != nil {
-		if _, ok := v.([]any); !ok {
-			return nil, errors.New("not a JSON array of operations")
+	var review struct {
+		Request struct {
+			Object json.RawMessage `json:"object"`
+		} `json:"request"`
+	}
+	if err := json.Unmarshal(tpl.Body, &review); err != nil {
+		return nil, err
+	}
+	return review.Request.Object, nil
+}
+
+// patchCheck says whether a response's patch does what the expected patch does: the
+// same pod when applied to the first request's pod (the patch does not depend on
+// the template that varies). Equal pods, not equal bytes: the engine and the
+// plain-Go reference may order independent operations differently.
+type patchCheck struct {
+	pod  []byte
+	want any // the first pod with the expected patch applied, decoded
+}
+
+func newPatchCheck(pod, wantPatch []byte) (*patchCheck, error) {
+	want, err := applyPatch(pod, wantPatch)
+	if err != nil {
+		return nil, err
+	}
+	return &patchCheck{pod: pod, want: want}, nil
+}
+
+func (c *patchCheck) check(patch []byte) error {
+	got, err := applyPatch(c.pod, patch)
+	if err != nil {
+		return err
+	}
+	if !reflect.DeepEqual(got, c.want) {
+		return errors.New("the patched pod differs from the expected one")
+	}
+	return nil
+}
+
+// applyPatch applies a JSON Patch ("" or [] for none) to pod and decodes the result.
+func applyPatch(pod, patch []byte) (any, error) {
+	if p := bytes.TrimSpace(patch); len(p) > 0 && string(p) != "[]" && string(p) != "null" {
+		ops, err := jsonpatch.DecodePatch(p)
+		if err != nil {
+			return nil, fmt.Errorf("not a JSON Patch: %v", err)
 		}
+		if pod, err = ops.Apply(pod); err != nil {
+			return nil, fmt.Errorf("the patch does not apply: %v", err)
+		}
+	}
+	var v any
+	if err := json.Unmarshal(pod, &v); err != nil {
+		return nil, err
 	}
 	return v, nil
 }
@@ -281,7 +327,7 @@ type loader struct {
 	o        options
 	client   *http.Client
 	tpl      *reviews.Template
-	want     any
+	want     *patchCheck
 	checking bool
 
 	seq atomic.Uint64 // request numbers
@@ -384,9 +430,8 @@ func (l *loader) do(n uint64) result {
 	r.mutated = len(resp2.Patch) > 0
 	if l.checking && n%uint64(l.o.checkEvery) == 0 {
 		r.checked = true
-		got, err := decodePatch(resp2.Patch)
-		if err != nil || !reflect.DeepEqual(got, l.want) {
-			r.kind, r.detail = "patch-mismatch", fmt.Sprintf("%.300s", resp2.Patch)
+		if err := l.want.check(resp2.Patch); err != nil {
+			r.kind, r.detail = "patch-mismatch", fmt.Sprintf("%v: %.300s", err, resp2.Patch)
 		}
 	}
 	return r
