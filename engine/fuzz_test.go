@@ -294,3 +294,13 @@ func fullView(t *testing.T, v any) any {
 	}
 	return v
 }
+
+// A name that does not decode (valid JSON out of range) fails the list, as a full
+// decode of it would; a field error is not lost to the object scan's own result.
+func TestShallowDecodersReportNameErrors(t *testing.T) {
+	for name, dec := range map[string]shallowDecoder{"containers": decodeContainersShallow, "volumes": decodeVolumesShallow} {
+		if _, err := dec([]byte(`[{"name":1e700}]`)); err == nil {
+			t.Errorf("%s: a name of 1e700 decoded without an error", name)
+		}
+	}
+}

@@ -107,60 +107,29 @@ func splitAt(data []byte, i int, p *projection, out *[]leaf) (int, error) {
 		seen |= 1 << bit
 		return true
 	}
-	i = skipSpace(data, i)
-	if i >= len(data) || data[i] != '{' {
-		return 0, errors.New("expected a JSON object")
-	}
-	i = skipSpace(data, i+1)
-	if i < len(data) && data[i] == '}' {
-		return i + 1, nil
-	}
-	for i < len(data) {
-		kEnd := skipString(data, i)
-		key, err := objectKey(data[i:kEnd])
-		if err != nil {
-			return 0, err
-		}
-		i = skipSpace(data, kEnd)
-		if i >= len(data) || data[i] != ':' {
-			return 0, errors.New("expected ':' in a JSON object")
-		}
-		vStart := skipSpace(data, i+1)
-		var vEnd int
+	return scanObject(data, i, func(key string, vStart int) (int, error) {
 		if k := slices.Index(p.keys, key); k >= 0 {
 			if !once(k) {
 				return 0, errSplitAgain
 			}
 			if child := p.children[key]; !child.all && vStart < len(data) && data[vStart] == '{' {
-				if vEnd, err = splitAt(data, vStart, child, out); err != nil {
-					return 0, err
-				}
-			} else {
-				// A whole subtree, or a non-object where an object was expected
-				// (kept as it is: policies see what was sent).
-				vEnd = skipValue(data, vStart)
-				*out = append(*out, leaf{path: p.keyPaths[k], raw: data[vStart:vEnd]})
+				return splitAt(data, vStart, child, out)
 			}
-		} else if k := slices.Index(p.shallowKeys, key); k >= 0 {
+			// A whole subtree, or a non-object where an object was expected (kept as
+			// it is: policies see what was sent).
+			vEnd := skipValue(data, vStart)
+			*out = append(*out, leaf{path: p.keyPaths[k], raw: data[vStart:vEnd]})
+			return vEnd, nil
+		}
+		vEnd := skipValue(data, vStart)
+		if k := slices.Index(p.shallowKeys, key); k >= 0 {
 			if !once(len(p.keys) + k) {
 				return 0, errSplitAgain
 			}
-			vEnd = skipValue(data, vStart)
 			*out = append(*out, leaf{path: p.shallowPaths[k], raw: data[vStart:vEnd], shallow: p.shallow[key]})
-		} else {
-			vEnd = skipValue(data, vStart)
 		}
-		i = skipSpace(data, vEnd)
-		if i < len(data) && data[i] == ',' {
-			i = skipSpace(data, i+1)
-			continue
-		}
-		if i < len(data) && data[i] == '}' {
-			return i + 1, nil
-		}
-		return 0, errors.New("expected ',' or '}' in a JSON object")
-	}
-	return 0, errors.New("unexpected end of a JSON object")
+		return vEnd, nil
+	})
 }
 
 // splitInto splits the object data along p, the leaves in the projection's key
@@ -218,55 +187,28 @@ type shallowDecoder func(raw json.RawMessage) (any, error)
 // decodeContainersShallow decodes a list of containers in what the vocabulary reads:
 // each container's name, and its env, envFrom and volumeMounts kept raw (rawList)
 // until read. The other fields (image, probes, resources, ports, ...) are passed over
-// without building anything. A list that is not an array of objects is decoded as
-// sent. raw is valid JSON (see splitProjected).
+// without building anything.
 func decodeContainersShallow(raw json.RawMessage) (any, error) {
-	if !isJSONArray(raw) {
-		return decodeValue(raw)
-	}
-	var out []any
-	var err error
-	if e := forEachElement(raw, func(item json.RawMessage) {
-		if err != nil {
-			return
-		}
-		if !isJSONObject(item) {
-			var v any
-			v, err = decodeValue(item)
-			out = append(out, v)
-			return
-		}
-		m := make(map[string]any, 4)
-		err = forEachField(item, func(key string, value json.RawMessage) {
-			switch key {
-			case "name":
-				if isJSONNull(value) {
-					delete(m, "name")
-				} else if v, derr := decodeScalar(value); derr != nil {
-					err = derr
-				} else {
-					m["name"] = v
-				}
-			case "env", "envFrom", "volumeMounts":
-				k := rawListKeys[key]
-				if isJSONNull(value) {
-					delete(m, k)
-				} else {
-					m[k] = &rawList{raw: value}
-				}
+	return decodeObjectsShallow(raw, 4, func(m map[string]any, key string, value json.RawMessage) error {
+		switch key {
+		case "name":
+			if isJSONNull(value) {
+				delete(m, "name")
+				return nil
 			}
-		})
-		out = append(out, m)
-	}); e != nil {
-		return nil, e
-	}
-	if err != nil {
-		return nil, err
-	}
-	if out == nil {
-		out = []any{}
-	}
-	return out, nil
+			v, err := decodeScalar(value)
+			m["name"] = v
+			return err
+		case "env", "envFrom", "volumeMounts":
+			k := rawListKeys[key]
+			if isJSONNull(value) {
+				delete(m, k)
+			} else {
+				m[k] = &rawList{raw: value}
+			}
+		}
+		return nil
+	})
 }
 
 // rawListKeys are the keys decodeContainersShallow stores, as constants: forEachField's
@@ -276,10 +218,26 @@ var rawListKeys = map[string]string{"env": "env", "envFrom": "envFrom", "volumeM
 // decodeVolumesShallow keeps each volume's keys (the guard reads the source type from
 // them) with their values raw, but decodes its name.
 func decodeVolumesShallow(raw json.RawMessage) (any, error) {
+	return decodeObjectsShallow(raw, 2, func(m map[string]any, key string, value json.RawMessage) error {
+		if key == "name" {
+			v, err := decodeValue(value)
+			m["name"] = v
+			return err
+		}
+		m[internVolumeKey(key)] = value
+		return nil
+	})
+}
+
+// decodeObjectsShallow decodes a list of objects (valid JSON, see splitProjected) into
+// a map each, built by field from the object's fields (its key valid during the call
+// only); items that are not objects, and a value that is not a list, are decoded as
+// sent.
+func decodeObjectsShallow(raw json.RawMessage, size int, field func(m map[string]any, key string, value json.RawMessage) error) (any, error) {
 	if !isJSONArray(raw) {
 		return decodeValue(raw)
 	}
-	var out []any
+	out := []any{}
 	var err error
 	if e := forEachElement(raw, func(item json.RawMessage) {
 		if err != nil {
@@ -291,27 +249,20 @@ func decodeVolumesShallow(raw json.RawMessage) (any, error) {
 			out = append(out, v)
 			return
 		}
-		m := make(map[string]any, 2)
-		err = forEachField(item, func(key string, value json.RawMessage) {
-			if key == "name" {
-				v, derr := decodeValue(value)
-				if derr != nil {
-					err = derr
-				}
-				m["name"] = v
-				return
+		m := make(map[string]any, size)
+		if e := forEachField(item, func(key string, value json.RawMessage) {
+			if err == nil {
+				err = field(m, key, value)
 			}
-			m[internVolumeKey(key)] = value
-		})
+		}); e != nil && err == nil {
+			err = e
+		}
 		out = append(out, m)
 	}); e != nil {
 		return nil, e
 	}
 	if err != nil {
 		return nil, err
-	}
-	if out == nil {
-		out = []any{}
 	}
 	return out, nil
 }
@@ -365,38 +316,52 @@ func decodeValue(raw json.RawMessage) (any, error) {
 // sub-slice of data. The key is only valid during the call (it may alias data, see
 // objectKey): fn must clone it to keep it. data must be valid JSON.
 func forEachField(data []byte, fn func(key string, value json.RawMessage)) error {
-	i := skipSpace(data, 0)
+	_, err := scanObject(data, 0, func(key string, vStart int) (int, error) {
+		vEnd := skipValue(data, vStart)
+		fn(key, data[vStart:vEnd])
+		return vEnd, nil
+	})
+	return err
+}
+
+// scanObject walks the (valid JSON) object starting at data[i]: for each field it
+// calls value with the key (valid during the call only, see objectKey) and where the
+// value starts, and value returns where it ends, having skipped it or read it.
+// scanObject returns the index after the object.
+func scanObject(data []byte, i int, value func(key string, vStart int) (vEnd int, err error)) (int, error) {
+	i = skipSpace(data, i)
 	if i >= len(data) || data[i] != '{' {
-		return errors.New("expected a JSON object")
+		return 0, errors.New("expected a JSON object")
 	}
 	i = skipSpace(data, i+1)
 	if i < len(data) && data[i] == '}' {
-		return nil
+		return i + 1, nil
 	}
 	for i < len(data) {
 		kEnd := skipString(data, i)
 		key, err := objectKey(data[i:kEnd])
 		if err != nil {
-			return err
+			return 0, err
 		}
 		i = skipSpace(data, kEnd)
 		if i >= len(data) || data[i] != ':' {
-			return errors.New("expected ':' in a JSON object")
+			return 0, errors.New("expected ':' in a JSON object")
 		}
-		vStart := skipSpace(data, i+1)
-		vEnd := skipValue(data, vStart)
-		fn(key, data[vStart:vEnd])
+		vEnd, err := value(key, skipSpace(data, i+1))
+		if err != nil {
+			return 0, err
+		}
 		i = skipSpace(data, vEnd)
 		if i < len(data) && data[i] == ',' {
 			i = skipSpace(data, i+1)
 			continue
 		}
 		if i < len(data) && data[i] == '}' {
-			return nil
+			return i + 1, nil
 		}
-		return errors.New("expected ',' or '}' in a JSON object")
+		return 0, errors.New("expected ',' or '}' in a JSON object")
 	}
-	return errors.New("unexpected end of a JSON object")
+	return 0, errors.New("unexpected end of a JSON object")
 }
 
 // objectKey decodes a quoted object key. A plain ASCII key without escapes (all of a

@@ -45,10 +45,7 @@ func (o Op) appendJSON(b []byte) ([]byte, error) {
 // appendJSONSpan is appendJSON that also says where the value starts in b (-1 for
 // remove, which has none); it ends one byte before the end.
 func (o Op) appendJSONSpan(b []byte) ([]byte, int, error) {
-	b = append(b, `{"op":`...)
-	b = appendJSONString(b, o.Op)
-	b = append(b, `,"path":`...)
-	b = appendJSONString(b, o.Path)
+	b = o.appendJSONHead(b)
 	if o.Op == "remove" {
 		return append(b, '}'), -1, nil
 	}
@@ -62,6 +59,12 @@ func (o Op) appendJSONSpan(b []byte) ([]byte, int, error) {
 		return nil, 0, fmt.Errorf("op %s %s: %w", o.Op, o.Path, err)
 	}
 	return append(b, '}'), start, nil
+}
+
+// appendJSONHead appends the op's start, up to its path: {"op":...,"path":...
+func (o Op) appendJSONHead(b []byte) []byte {
+	b = appendJSONString(append(b, `{"op":`...), o.Op)
+	return appendJSONString(append(b, `,"path":`...), o.Path)
 }
 
 // appendJSONValue appends v as JSON, as encoding/json would write it (map keys
@@ -184,9 +187,7 @@ func marshalPatchValues(ops []Op, compact bool) ([]byte, []Op, error) {
 		start := -1
 		id, shared := identityOf(o.Value)
 		if sp, seen := encoded[id]; shared && seen && o.Op != "remove" {
-			b = appendJSONString(append(b, `{"op":`...), o.Op)
-			b = appendJSONString(append(b, `,"path":`...), o.Path)
-			b = append(b, `,"value":`...)
+			b = append(o.appendJSONHead(b), `,"value":`...)
 			start = len(b)
 			b = append(append(b, b[sp.start:sp.end]...), '}')
 		} else {
