@@ -114,7 +114,9 @@ func TestDefaultBundleProjection(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"metadata.annotations", "metadata.generateName", "metadata.labels", "metadata.name", "metadata.namespace",
-		"spec.nodeSelector", "spec.securityContext", "spec.serviceAccountName"}
+		// Only the two OS labels of the nodeSelector (windows.rego names them as constant keys).
+		"spec.nodeSelector.beta.kubernetes.io/os", "spec.nodeSelector.kubernetes.io/os",
+		"spec.securityContext", "spec.serviceAccountName"}
 	if got := p.proj.paths(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("default bundle projection = %v\nwant %v", got, want)
 	}
@@ -124,7 +126,7 @@ func TestDefaultBundleProjection(t *testing.T) {
 	}
 	// Rego reads the index, not the containers.
 	wantRego := []string{"metadata.annotations", "metadata.generateName", "metadata.labels", "metadata.name", "metadata.namespace",
-		"spec.nodeSelector", "spec.serviceAccountName"}
+		"spec.nodeSelector.beta.kubernetes.io/os", "spec.nodeSelector.kubernetes.io/os", "spec.serviceAccountName"}
 	if got := p.regoProj.paths(); !reflect.DeepEqual(got, wantRego) {
 		t.Fatalf("default bundle Rego projection = %v\nwant %v", got, wantRego)
 	}

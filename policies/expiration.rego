@@ -29,8 +29,9 @@ flag_decision := {
 	"from": describe("--token-expiration", format_int(config.token_expiration_flag, 10)),
 }
 
+# Read from input.object directly (not annotations.pod): evaluated on every admission.
 pod_annotation := v if {
-	v := annotations.pod[annotations.token_expiration]
+	v := input.object.metadata.annotations[annotations.token_expiration]
 	is_string(v)
 }
 
