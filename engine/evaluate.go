@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sync"
 	"time"
 
@@ -170,7 +171,7 @@ func (p *Program) Evaluate(ctx context.Context, req Request, opts EvalOptions) (
 		}
 		pt.Duration = time.Since(t0)
 		res.Trace.Policies = append(res.Trace.Policies, pt)
-		res.Patch = append(res.Patch, pt.Ops...)
+		res.Patch = appendShared(res.Patch, pt.Ops)
 		if pt.Error != "" && cp.onError() == OnErrorDeny {
 			res.Denied = fmt.Sprintf("policy %s/%s failed: %s", cp.bundle.Name(), cp.Policy.Name, pt.Error)
 			break
@@ -392,11 +393,14 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 	}
 	// Applied in place; a failure half-way restores the pod as it was.
 	mu := &mutator{doc: in.doc, guard: cp.guard, describe: opts.Explain}
+	// Each mutation's ops are joined once at the end, into a slice of their exact size
+	// that the request's patch then shares (see appendShared).
+	parts := make([][]Op, 0, len(muts))
 	for i, m := range muts {
 		a, err := mu.apply(m)
-		pt.Ops = append(pt.Ops, a.ops...)
+		parts = append(parts, a.ops)
 		if err != nil {
-			if len(pt.Ops) > 0 {
+			if pt.Ops = slices.Concat(parts...); len(pt.Ops) > 0 {
 				in.restore()
 			}
 			return fail("mutation %d: %v", i, err)
@@ -405,11 +409,22 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 			pt.Changes = append(pt.Changes, a.description)
 		}
 	}
+	pt.Ops = slices.Concat(parts...)
 	if len(pt.Ops) > 0 {
-		in.applied = append(in.applied, pt.Ops...)
+		in.applied = appendShared(in.applied, pt.Ops)
 		in.docAST, in.indexAST = nil, nil
 	}
 	return pt, nil
+}
+
+// appendShared is append(list, ops...) that, when list is empty (the first policy
+// with changes, usually the only one), returns ops itself, capped so that a later
+// append copies rather than writes into ops' array.
+func appendShared(list, ops []Op) []Op {
+	if len(list) == 0 {
+		return ops[:len(ops):len(ops)]
+	}
+	return append(list, ops...)
 }
 
 // derivedValues returns the policy's ServiceAccount rule values as the object passed

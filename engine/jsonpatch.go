@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unsafe"
 
 	gojson "github.com/goccy/go-json"
@@ -169,8 +170,15 @@ func marshalPatch(ops []Op) ([]byte, error) {
 // compact form the memo keeps, which shares the patch's bytes instead of holding the
 // decoded values (maps cost several times their JSON).
 func marshalPatchValues(ops []Op, compact bool) ([]byte, []Op, error) {
-	b := make([]byte, 0, 128*len(ops)+2)
-	b = append(b, '[')
+	// Encoded into a reused buffer, then copied out at its exact size: growing a
+	// fresh buffer allocated about three times the patch.
+	scratch := patchBuffers.Get().(*[]byte)
+	defer func() {
+		if cap(*scratch) <= maxPooledPatchBuffer {
+			patchBuffers.Put(scratch)
+		}
+	}()
+	b := append((*scratch)[:0], '[')
 	type span struct{ start, end int }
 	var spans []span
 	if compact {
@@ -203,12 +211,11 @@ func marshalPatchValues(ops []Op, compact bool) ([]byte, []Op, error) {
 		}
 	}
 	b = append(b, ']')
+	*scratch = b
+	b = slices.Clip(slices.Clone(b)) // exact size: callers may append
 	if !compact {
 		return b, nil, nil
 	}
-	// Kept at its exact size (the appends left up to twice that), and sliced only
-	// now that it no longer moves.
-	b = slices.Clip(slices.Clone(b))
 	out := make([]Op, len(ops))
 	raws := make([]json.RawMessage, len(ops))
 	for i, o := range ops {
@@ -220,6 +227,12 @@ func marshalPatchValues(ops []Op, compact bool) ([]byte, []Op, error) {
 	}
 	return b, out, nil
 }
+
+// patchBuffers holds the encoder's scratch buffers; one bigger than
+// maxPooledPatchBuffer (a pod with hundreds of containers) is left to the collector.
+var patchBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
+
+const maxPooledPatchBuffer = 256 << 10
 
 // valueIdentity identifies a map or a slice by its storage: two op values with the
 // same identity are the same value (ops' values are not changed once emitted).

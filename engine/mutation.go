@@ -260,22 +260,22 @@ func namedObject(v any, what string) (map[string]any, string, error) {
 }
 
 // appendItems appends items to a container's list field: one add of the whole list
-// when the field is absent, else one add per item at the end. Never a replace.
-func (mu *mutator) appendItems(list string, index int, c map[string]any, field string, items []any) ([]Op, error) {
-	var ops []Op
+// when the field is absent, else one add per item at the end. Never a replace. The
+// ops go to the end of *ops (the caller's, sized for all its containers).
+func (mu *mutator) appendItems(ops *[]Op, list string, index int, c map[string]any, field string, items []any) error {
 	idx := strconv.Itoa(index)
 	if existing, ok := c[field]; !ok || existing == nil {
 		if len(items) == 0 {
-			return nil, nil
+			return nil
 		}
-		return ops, mu.emit(&ops, newOp("add", items, "spec", list, idx, field))
+		return mu.emit(ops, newOp("add", items, "spec", list, idx, field))
 	}
 	for _, it := range items {
-		if err := mu.emit(&ops, newOp("add", it, "spec", list, idx, field, "-")); err != nil {
-			return ops, err
+		if err := mu.emit(ops, newOp("add", it, "spec", list, idx, field, "-")); err != nil {
+			return err
 		}
 	}
-	return ops, nil
+	return nil
 }
 
 func (mu *mutator) appendToContainer(m map[string]any, kind string) ([]Op, string, error) {
@@ -298,11 +298,9 @@ func (mu *mutator) appendToContainer(m map[string]any, kind string) ([]Op, strin
 			}
 		}
 	}
-	var ops []Op
+	ops := make([]Op, 0, len(targets)*len(items))
 	for _, t := range targets {
-		more, err := mu.appendItems(t.list, t.index, t.c, field, items)
-		ops = append(ops, more...)
-		if err != nil {
+		if err := mu.appendItems(&ops, t.list, t.index, t.c, field, items); err != nil {
 			return ops, "", err
 		}
 	}
@@ -371,9 +369,7 @@ func (mu *mutator) setContainerEnv(t target, entries []map[string]any, names []s
 		case pos >= 0:
 			err = mu.emit(&ops, newOp("replace", entry, "spec", t.list, strconv.Itoa(t.index), "env", strconv.Itoa(pos)))
 		default:
-			var more []Op
-			more, err = mu.appendItems(t.list, t.index, c, "env", []any{entry})
-			ops = append(ops, more...)
+			err = mu.appendItems(&ops, t.list, t.index, c, "env", []any{entry})
 			// appendItems may have created the env list; see it for the next entry.
 			c, _ = mustContainer(mu.doc, t.list, t.index)
 		}
@@ -415,11 +411,9 @@ func (mu *mutator) addVolumeMount(m map[string]any) ([]Op, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	var ops []Op
+	ops := make([]Op, 0, len(targets))
 	for _, t := range targets {
-		more, err := mu.appendItems(t.list, t.index, t.c, "volumeMounts", []any{mount})
-		ops = append(ops, more...)
-		if err != nil {
+		if err := mu.appendItems(&ops, t.list, t.index, t.c, "volumeMounts", []any{mount}); err != nil {
 			return ops, "", err
 		}
 	}

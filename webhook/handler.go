@@ -13,6 +13,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"sync"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -122,6 +123,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) outcome {
 		}
 	}
 	body, err := readBody(w, r)
+	// The body is given back once decoded: the review's fields and the object are
+	// copies (goccy/go-json decodes from a copy of its input and copies what it keeps).
+	defer releaseBody(body)
 	if err != nil {
 		if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
 			return httpError(w, http.StatusRequestEntityTooLarge, reasonBodyTooLarge, fmt.Errorf("body larger than %d bytes", tooLarge.Limit))
@@ -179,7 +183,7 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if n <= 0 || n > MaxRequestBytes {
 		return io.ReadAll(body)
 	}
-	buf := make([]byte, n)
+	buf := takeBody(int(n))
 	if _, err := io.ReadFull(body, buf); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, fmt.Errorf("body shorter than its Content-Length %d: %w", n, err)
@@ -195,6 +199,31 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 		return nil, err
 	}
 	return buf, nil
+}
+
+// bodyBuffers holds request body buffers for reuse: a typical review is ~12 KiB, a
+// tenth of what a miss allocates. Bodies larger than maxPooledBody are not kept.
+var bodyBuffers sync.Pool
+
+const maxPooledBody = 256 << 10
+
+// takeBody returns a buffer of n bytes, reused when one large enough is free.
+func takeBody(n int) []byte {
+	if n <= maxPooledBody {
+		if p, _ := bodyBuffers.Get().(*[]byte); p != nil {
+			if cap(*p) >= n {
+				return (*p)[:n]
+			}
+		}
+	}
+	return make([]byte, n)
+}
+
+// releaseBody gives a body back for reuse; nothing may refer to it afterwards.
+func releaseBody(b []byte) {
+	if cap(b) > 0 && cap(b) <= maxPooledBody {
+		bodyBuffers.Put(&b)
+	}
 }
 
 // classify names the result and reason of a decision.

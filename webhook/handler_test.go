@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -361,5 +362,39 @@ func TestRecordAdmission(t *testing.T) {
 				t.Errorf("policy duration series = %d, want %d", got, want)
 			}
 		})
+	}
+}
+
+// Request bodies are reused (bodyBuffers): what the handler passes on, and anything an
+// admitter keeps of it (the memo keeps the object), must not share the body's bytes.
+// Without the copies, the second request's body would overwrite the first's object.
+func TestHandlerKeepsNothingOfTheBody(t *testing.T) {
+	var kept [][]byte
+	var attrs []engine.Attributes
+	adm := &fakeAdmitter{decide: func(_ context.Context, a engine.Attributes, object []byte) (*admission.Decision, error) {
+		kept, attrs = append(kept, object), append(attrs, a)
+		return &admission.Decision{Allowed: true}, nil
+	}}
+	h := &Handler{Admitter: adm}
+	pods := []string{testPod, strings.ReplaceAll(testPod, `"app"`, `"xyz"`)}
+	for i, pod := range pods {
+		// Same length, so the second body fits the first's buffer exactly.
+		body := review("admission.k8s.io/v1", "AdmissionReview", fmt.Sprintf("uid-%d", i), pod)
+		req := httptest.NewRequest(http.MethodPost, "/mutate", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.ContentLength = int64(len(body))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("request %d: status %d: %s", i, rec.Code, rec.Body)
+		}
+	}
+	for i, pod := range pods {
+		if string(kept[i]) != pod {
+			t.Errorf("object of request %d became %s, want %s", i, kept[i], pod)
+		}
+		if want := fmt.Sprintf("uid-%d", i); string(attrs[i].UID) != want {
+			t.Errorf("uid of request %d became %q, want %q", i, attrs[i].UID, want)
+		}
 	}
 }
