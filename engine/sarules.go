@@ -195,7 +195,7 @@ func (dc *derivedCache) value(ctx context.Context, r *serviceAccountRule, in *re
 		ast.Item(ast.StringTerm(varParams), ast.NewTerm(r.params)),
 		ast.Item(ast.StringTerm(varRequest), ast.ObjectTerm(ast.Item(ast.StringTerm("namespace"), ast.StringTerm(in.req.Attributes.Namespace)))),
 	)
-	rs, err := r.query.Eval(ctx, rego.EvalParsedInput(input))
+	rs, err := r.query.Eval(ctx, rego.EvalParsedInput(input), in.evalCancel(ctx))
 	if err != nil {
 		return nil, false // not cached: a deadline on a busy machine is not the rule's answer
 	}
