@@ -42,6 +42,8 @@ type Program struct {
 	// proj is what of the pod is decoded; regoProj what of it goes into the Rego
 	// input (see projectionsFor).
 	proj, regoProj *projection
+	// requestFields are the fields of input.request the rules can read; nil: any.
+	requestFields []string
 	// memo remembers results per pod template; nil when disabled or unsound.
 	memo *memo
 	// derived caches the values of ServiceAccount rules; nil when there are none.
@@ -150,7 +152,7 @@ func Compile(ctx context.Context, bundles []*Bundle, opts Options) (*Program, er
 			}
 		}
 	}
-	prog.proj, prog.regoProj = projectionsFor(compiler, bundles, prog.policies)
+	prog.proj, prog.regoProj, prog.requestFields = projectionsFor(compiler, bundles, prog.policies)
 	if opts.MemoSize == 0 {
 		opts.MemoSize = DefaultMemoSize
 	}

@@ -140,13 +140,15 @@ func (p *Program) Evaluate(ctx context.Context, req Request, opts EvalOptions) (
 		regoProj: p.regoProj,
 		req:      &req,
 	}
-	in.fixed = fixedInputs{req: &req, old: old}
+	in.fixed = fixedInputs{req: &req, old: old, requestFields: p.requestFields}
 	defer in.release()
 	if !opts.Explain {
 		in.memo = p.memo // explain wants notes, which the memo does not keep
 	} else {
-		// Notes rules may read anything of the pod: decode and convert all of it.
+		// Notes rules may read anything of the pod and the request: decode and convert
+		// all of it.
 		in.proj, in.regoProj = allProjection(), allProjection()
+		in.fixed.requestFields = nil
 		if err := in.decode(); err != nil {
 			return nil, err
 		}

@@ -30,11 +30,13 @@ func fixedIndex(name string) (int, bool) {
 // Rego value: a request whose conditions read only the ServiceAccount and the
 // identities (the default bundle's, and every memo hit) never builds the others.
 type fixedInputs struct {
-	req    *Request
-	old    any // the decoded old object, nil on CREATE
-	goVals [nFixed]any
-	goDone [nFixed]bool
-	values [nFixed]ast.Value
+	req *Request
+	old any // the decoded old object, nil on CREATE
+	// requestFields are the fields of input.request Rego gets; nil: all.
+	requestFields []string
+	goVals        [nFixed]any
+	goDone        [nFixed]bool
+	values        [nFixed]ast.Value
 }
 
 func (f *fixedInputs) goValue(i int) any {
@@ -66,7 +68,7 @@ func (f *fixedInputs) value(i int) ast.Value {
 		case i == fixedServiceAccount && f.req.ServiceAccount != nil:
 			_, f.values[i] = f.req.ServiceAccount.input() // converted once per ServiceAccount
 		case i == fixedRequest:
-			f.values[i] = f.req.Attributes.toValue()
+			f.values[i] = f.req.Attributes.toValue(f.requestFields)
 		case i == fixedNamespaceObject:
 			f.values[i] = f.req.Namespace.toValue()
 		case i == fixedIdentities:

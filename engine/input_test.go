@@ -18,8 +18,11 @@ func TestFixedInputValues(t *testing.T) {
 		got      ast.Value
 		fromMaps any
 	}{
-		{"request", attrs.toValue(), attrs.toMap()},
-		{"request without groups", Attributes{Operation: "CREATE"}.toValue(), Attributes{Operation: "CREATE"}.toMap()},
+		{"request", attrs.toValue(nil), attrs.toMap()},
+		{"request without groups", Attributes{Operation: "CREATE"}.toValue(nil), Attributes{Operation: "CREATE"}.toMap()},
+		{"request fields read", attrs.toValue([]string{"namespace", "userInfo"}), map[string]any{"namespace": "ns",
+			"userInfo": map[string]any{"username": attrs.UserInfo.Username, "uid": "u", "groups": []any{"system:serviceaccounts", "system:authenticated"}}}},
+		{"no request field read", attrs.toValue([]string{}), map[string]any{}},
 		{"no namespace", (*NamespaceObject)(nil).toValue(), (*NamespaceObject)(nil).toMap()},
 		{"namespace", (&NamespaceObject{Name: "ns", Labels: map[string]string{"a": "1"}}).toValue(),
 			(&NamespaceObject{Name: "ns", Labels: map[string]string{"a": "1"}}).toMap()},

@@ -106,7 +106,7 @@ var mutatorShallow = map[string]shallowDecoder{
 // the rules admission evaluates (the policies' rules and the declared ServiceAccount
 // rules) can reach through the rule dependency graph. A notes rule that reads whole
 // containers therefore costs nothing at admission; explain mode decodes the whole pod.
-func projectionsFor(c *ast.Compiler, bundles []*Bundle, policies []*compiledPolicy) (decode, rego *projection) {
+func projectionsFor(c *ast.Compiler, bundles []*Bundle, policies []*compiledPolicy) (decode, rego *projection, requestFields []string) {
 	rego = newProjection()
 	var roots []ast.Ref
 	for _, cp := range policies {
@@ -125,11 +125,19 @@ func projectionsFor(c *ast.Compiler, bundles []*Bundle, policies []*compiledPoli
 			}
 		}
 	}
+	request := newProjection()
 	for _, r := range reachableRules(c, roots) {
 		if pr, ok := parsed[locationKey(r.Location)]; ok {
 			addRegoRefs(rego, pr)
 		} else {
 			addRegoRefs(rego, r) // compiled form: coarser, never narrower
+		}
+		addRequestRefs(request, r)
+	}
+	if !request.all {
+		requestFields = slices.Sorted(maps.Keys(request.children))
+		if requestFields == nil {
+			requestFields = []string{}
 		}
 	}
 
@@ -159,7 +167,51 @@ func projectionsFor(c *ast.Compiler, bundles []*Bundle, policies []*compiledPoli
 		}
 	}
 	decode.merge(rego, nil)
-	return decode.freeze(), rego.freeze()
+	return decode.freeze(), rego.freeze(), requestFields
+}
+
+// addRequestRefs adds to p the fields of input.request that r (a rule) reads: a field
+// name per child, or all when a ref reads input.request (or input) whole or with a
+// variable key. Rules are in compiled form, where every input reference is a ref.
+func addRequestRefs(p *projection, r any) {
+	var vis *ast.GenericVisitor
+	vis = ast.NewGenericVisitor(func(x any) bool {
+		switch v := x.(type) {
+		case ast.Ref:
+			if v[0].Equal(ast.InputRootDocument) {
+				var key ast.String
+				isString := false
+				if len(v) >= 2 {
+					key, isString = v[1].Value.(ast.String)
+				}
+				switch {
+				case !isString: // input whole, or input[x]: could be the request
+					p.add(nil)
+				case string(key) != varRequest:
+				case len(v) < 3:
+					p.add(nil)
+				default:
+					if field, ok := v[2].Value.(ast.String); ok {
+						p.add([]string{string(field)})
+					} else {
+						p.add(nil)
+					}
+				}
+			} else {
+				vis.Walk(v[0])
+			}
+			for _, t := range v[1:] {
+				vis.Walk(t)
+			}
+			return true
+		case ast.Var:
+			if v.Equal(ast.InputRootDocument.Value) {
+				p.add(nil) // input used whole
+			}
+		}
+		return false
+	})
+	vis.Walk(r)
 }
 
 // reachableRules returns every compiled rule the roots can reach.

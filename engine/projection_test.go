@@ -67,6 +67,43 @@ func TestRegoProjection(t *testing.T) {
 	}
 }
 
+// Rego gets only the fields of input.request the rules read (Attributes.toValue).
+func TestRequestFieldsRead(t *testing.T) {
+	for _, tc := range []struct {
+		rego string
+		want []string // nil: all
+	}{
+		{`m := input.request.namespace`, []string{"namespace"}},
+		{`m := [input.request.userInfo.username, input.request.operation]`, []string{"operation", "userInfo"}},
+		{`m := input.object.metadata.name`, []string{}},
+		{`m := input.request`, nil},
+		{`m := object.get(input.request, "namespace", "")`, nil},
+		{`m := input.request[x] if x := "uid"`, nil},
+		{`m := input[x] if x := "request"`, nil},
+		{`m := input`, nil},
+		{`f(x) := x.request.uid` + "\n" + `m := f(input)`, nil},
+	} {
+		t.Run(tc.rego, func(t *testing.T) {
+			m := ast.MustParseModuleWithOpts("package t\n"+tc.rego, ast.ParserOptions{RegoVersion: ast.RegoV1})
+			p := newProjection()
+			for _, r := range m.Rules {
+				addRequestRefs(p, r)
+			}
+			var got []string
+			if !p.all {
+				got = []string{}
+				for k := range p.children {
+					got = append(got, k)
+				}
+				sort.Strings(got)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("fields = %#v, want %#v", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestCELProjection(t *testing.T) {
 	c, err := newCELCompiler(DefaultCELCostLimit)
 	if err != nil {
@@ -129,6 +166,9 @@ func TestDefaultBundleProjection(t *testing.T) {
 		"spec.nodeSelector.beta.kubernetes.io/os", "spec.nodeSelector.kubernetes.io/os", "spec.serviceAccountName"}
 	if got := p.regoProj.paths(); !reflect.DeepEqual(got, wantRego) {
 		t.Fatalf("default bundle Rego projection = %v\nwant %v", got, wantRego)
+	}
+	if !reflect.DeepEqual(p.requestFields, []string{"namespace"}) {
+		t.Fatalf("default bundle reads request fields %#v, want only namespace", p.requestFields)
 	}
 	for _, pol := range p.policies {
 		if pol.conditionsUseObject {
