@@ -270,8 +270,12 @@ func (mu *mutator) appendItems(ops *[]Op, list string, index int, c map[string]a
 		}
 		return mu.emit(ops, newOp("add", items, "spec", list, idx, field))
 	}
+	// Every item is added at the same path: built once, shared by the ops (emit and
+	// the guard only read an op's segments).
+	at := newOp("add", nil, "spec", list, idx, field, "-")
 	for _, it := range items {
-		if err := mu.emit(ops, newOp("add", it, "spec", list, idx, field, "-")); err != nil {
+		at.Value = it
+		if err := mu.emit(ops, at); err != nil {
 			return err
 		}
 	}

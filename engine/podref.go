@@ -71,15 +71,18 @@ func isJSONNull(v []byte) bool { return string(v) == "null" }
 
 // jsonStringOrNull decodes a JSON string ("" for null).
 func jsonStringOrNull(v []byte) (string, error) {
+	s, err := jsonStringAlias(v)
+	return strings.Clone(s), err // jsonStringAlias may alias v; the caller keeps s
+}
+
+// jsonStringAlias is jsonStringOrNull for a string used only while v is: the usual
+// string (plain ASCII, no escapes) aliases v's bytes instead of being copied.
+func jsonStringAlias(v []byte) (string, error) {
 	switch {
 	case isJSONNull(v):
 		return "", nil
 	case len(v) > 0 && v[0] == '"':
-		s, err := objectKey(v)
-		if err != nil {
-			return "", err
-		}
-		return strings.Clone(s), nil // objectKey may alias v; the caller keeps s
+		return objectKey(v)
 	}
 	return "", fmt.Errorf("must be a string")
 }

@@ -56,7 +56,9 @@ func (l *rawList) names() (names []string, ok bool) {
 		if err != nil || v == nil {
 			return
 		}
-		if s, err := jsonStringOrNull(v); err == nil && !isJSONNull(v) {
+		// Aliases the list's bytes: the names become terms of one request's Rego input
+		// (buildIndex), and the pod's bytes outlive it.
+		if s, err := jsonStringAlias(v); err == nil && !isJSONNull(v) {
 			names = append(names, s)
 		}
 	}) == nil
