@@ -102,15 +102,15 @@ volume := {
 	)}]},
 }
 
+# volume_exists inlined (one rule less on every admission).
 volume_mutations := [] if {
-	volume_exists
+	settings.volumeName in input.index.volumes
 } else := [{"op": "add-volume", "position": "first", "volume": volume}]
 
 # The volume first, then the plain containers (below), then the others one by one
-# with container_mutations, init containers first. Undefined when no identity applies.
-mutations := array.concat(volume_mutations, array.concat(_plain_mutations, _other_mutations)) if {
-	settings
-}
+# with container_mutations, init containers first. Undefined when no identity applies
+# (volume_mutations is: the volume needs settings).
+mutations := array.concat(volume_mutations, array.concat(_plain_mutations, _other_mutations))
 
 # This rule runs for every container of every pod that gets an identity, so the
 # common case is decided in few steps. A plain container is one that is not skipped,
@@ -134,15 +134,16 @@ _is_plain(f) if {
 	not f.name in containers.skip
 }
 
-_plain_mutations := [] if {
-	count(_plain_names) == 0
-} else := [
+_plain_mutations := [
 	{"op": "add-env", "containers": _plain_names, "env": all_env},
 	{"op": "add-volume-mount", "containers": _plain_names, "volumeMount": settings.volumeMount},
 ] if {
+	count(_plain_names) > 0
 	# Names unique across both lists (as in any pod the API server accepts): the engine
 	# finds each in whichever list it is.
 	count({n | some n in _plain_names}) == count(_plain_names)
+} else := [] if {
+	count(_plain_names) == 0
 } else := array.concat(_plain_list("initContainers", true), _plain_list("containers", false))
 
 # An init container and a container of the same name (upstream's fixture
