@@ -346,17 +346,39 @@ func (h *Handler) record(out outcome, elapsed time.Duration) {
 // malformed requests at 0 (a client is broken), not-ready at 1 (expected while
 // starting), mutations at 1, unmutated pods at 2 (most pods in a cluster).
 func logAdmission(out outcome, elapsed time.Duration) {
+	d := out.decision
+	if d != nil && d.ServiceAccountError != nil {
+		klog.ErrorS(d.ServiceAccountError, "reading the ServiceAccount failed; the pod was evaluated without it",
+			"uid", out.uid, "namespace", d.Namespace, "serviceAccount", d.ServiceAccount)
+	}
+	// The level first: the line of an ordinary admission is not written at the default
+	// verbosity, and building its fields cost a kilobyte per request.
+	policyFailed := d != nil && hasFailedPolicy(d)
+	var level klog.Level
+	switch {
+	case out.result == resultError && out.reason == reasonInternalError:
+	case out.result == resultError && out.reason == reasonNotReady:
+		level = 1
+	case out.result == resultError, out.result == resultDenied, policyFailed:
+	case out.result == resultMutated:
+		level = 1
+	default:
+		level = 2
+	}
+	internalError := out.result == resultError && out.reason == reasonInternalError
+	if !internalError && !klog.V(level).Enabled() {
+		return
+	}
+
 	kv := []any{"namespace", out.namespace, "pod", out.pod}
-	if d := out.decision; d != nil {
+	if d != nil {
 		kv = append(kv, "serviceAccount", d.ServiceAccount)
 	}
 	kv = append(kv, "uid", out.uid, "result", out.result, "reason", out.reason)
-	policyFailed := false
-	if d := out.decision; d != nil {
+	if d != nil {
 		applied, failed := policyNames(d)
 		kv = append(kv, "policies", applied)
 		if len(failed) > 0 {
-			policyFailed = true
 			kv = append(kv, "failedPolicies", failed, "policyErrors", policyErrors(d))
 		}
 		if d.Result != nil {
@@ -365,28 +387,29 @@ func logAdmission(out outcome, elapsed time.Duration) {
 		if !d.Allowed {
 			kv = append(kv, "message", d.Message)
 		}
-		if d.ServiceAccountError != nil {
-			klog.ErrorS(d.ServiceAccountError, "reading the ServiceAccount failed; the pod was evaluated without it",
-				"uid", out.uid, "namespace", d.Namespace, "serviceAccount", d.ServiceAccount)
-		}
 	}
 	kv = append(kv, "duration", elapsed)
 	switch {
-	case out.result == resultError && out.reason == reasonInternalError:
+	case internalError:
 		klog.ErrorS(out.err, "admission failed", kv...)
 	case out.result == resultError:
-		level := klog.Level(0)
-		if out.reason == reasonNotReady {
-			level = 1
-		}
 		klog.V(level).InfoS("admission failed", append(kv, "error", errString(out.err))...)
-	case out.result == resultDenied || policyFailed:
-		klog.InfoS("admission", kv...)
-	case out.result == resultMutated:
-		klog.V(1).InfoS("admission", kv...)
 	default:
-		klog.V(2).InfoS("admission", kv...)
+		klog.V(level).InfoS("admission", kv...)
 	}
+}
+
+// hasFailedPolicy says a policy of the decision failed.
+func hasFailedPolicy(d *admission.Decision) bool {
+	if d.Result == nil {
+		return false
+	}
+	for _, p := range d.Result.Trace.Policies {
+		if p.Error != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // policyNames lists the policies that matched without error and those that failed,
