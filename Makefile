@@ -51,9 +51,11 @@ bench: ## Benchmarks on one core (GC charged to each op): handler vs plain-Go re
 FUZZ_TARGETS := \
 	./admission/:FuzzAdmissionReview \
 	./admission/:FuzzAnnotations \
+	./admission/:FuzzDecodeReview \
 	./engine/:FuzzLoadBundle \
 	./engine/:FuzzObjectFields \
 	./engine/:FuzzSplit \
+	./engine/:FuzzFieldValues \
 	./engine/:FuzzShallowDecoders \
 	./engine/:FuzzReadPodRef \
 	./sources/:FuzzParseRoleMappings \

@@ -137,3 +137,32 @@ func FuzzAdmissionReview(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeReview checks the decoder's fast path (objects found in the body, not
+// copied) against the copying one: for every body, the same error or the same review.
+func FuzzDecodeReview(f *testing.F) {
+	for _, s := range reviewSeeds(f) {
+		f.Add(s)
+	}
+	for _, s := range []string{``, `{}`, `null`, `[]`, `{"request":null}`, `{"request":{"object":"pod"}}`,
+		`{"request":{"uid":"u","object":{"a":1},"oldObject":null,"options":{"x":1}}}`,
+		`{"request":{"object":{"a":1}},"request":{"oldObject":{"b":[2]}}}`, `{"request":{"object":{"a":tru}}}`,
+		`{"apiVersion":"v1","kind":"K","request":{"object" : {"metadata":{"name":"n"}} ,"object":{"x":"y"}}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, gotErr := DecodeReview(body)
+		want, wantErr := decodeReviewCopying(body)
+		if (gotErr != nil) != (wantErr != nil) {
+			t.Fatalf("DecodeReview(%q): error %v, copying decoder's %v", body, gotErr, wantErr)
+		}
+		if gotErr != nil {
+			return
+		}
+		g, _ := json.Marshal(got)
+		w, _ := json.Marshal(want)
+		if !reflect.DeepEqual(got, want) || string(g) != string(w) {
+			t.Fatalf("DecodeReview(%q) =\n%s\ncopying decoder:\n%s", body, g, w)
+		}
+	})
+}

@@ -304,3 +304,42 @@ func TestShallowDecodersReportNameErrors(t *testing.T) {
 		}
 	}
 }
+
+// FuzzFieldValues checks FieldValues against encoding/json decoding into a struct on
+// every valid JSON value: whenever FieldValues says its answer is exact, the fields of
+// the object at "request" as the exact bytes encoding/json gives as json.RawMessage.
+func FuzzFieldValues(f *testing.F) {
+	for _, s := range []string{`{}`, `[]`, `null`, `{"request":null}`, `{"request":{"object":{"a":1},"oldObject":null}}`,
+		`{"request":{"object":1},"request":{"oldObject":[1,{"x":"}"}]}}`, `{"kind":"x","request":{"object":{"object":2}, "object" : "last"}}`,
+		`{"request":[{"object":1}]}`, `{"a\u0062":1,"request":{"obj\u0065ct":true}}`, `{"Request":{"OBJECT":1}}`, `{"request":{"oldobject":1}}`} {
+		f.Add([]byte(s))
+	}
+	type review struct {
+		Request *struct {
+			Object    json.RawMessage `json:"object"`
+			OldObject json.RawMessage `json:"oldObject"`
+		} `json:"request"`
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !json.Valid(data) {
+			return
+		}
+		got, exact, err := FieldValues(data, []string{"request"}, "object", "oldObject")
+		if err != nil {
+			t.Fatalf("FieldValues(%q): %v", data, err)
+		}
+		var r review
+		if !exact || json.Unmarshal(data, &r) != nil {
+			return
+		}
+		var want [2]json.RawMessage
+		if r.Request != nil {
+			want[0], want[1] = r.Request.Object, r.Request.OldObject
+		}
+		for i := range want {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("FieldValues(%q)[%d] = %q, encoding/json gives %q", data, i, got[i], want[i])
+			}
+		}
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"sync"
 
 	"k8s.io/utils/lru"
 )
@@ -158,13 +159,23 @@ type keyWriter struct {
 	b []byte
 }
 
-func newKeyWriter() *keyWriter { return &keyWriter{h: sha256.New(), b: make([]byte, 0, 512)} }
+// newKeyWriter returns a hashing keyWriter; sum gives it back for reuse (two are
+// written per request, and the hash state and buffer were a kilobyte of garbage).
+func newKeyWriter() *keyWriter { return keyWriters.Get().(*keyWriter) }
 
-// sum returns the hash of everything written.
+var keyWriters = sync.Pool{New: func() any { return &keyWriter{h: sha256.New(), b: make([]byte, 0, 512)} }}
+
+// sum returns the hash of everything written, and gives a writer from newKeyWriter
+// back: w must not be used afterwards.
 func (w *keyWriter) sum() memoKey {
 	w.flush()
 	var k memoKey
 	w.h.Sum(k[:0])
+	w.h.Reset()
+	if cap(w.b) <= 64<<10 {
+		w.b = w.b[:0]
+		keyWriters.Put(w)
+	}
 	return k
 }
 

@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/pod-identity-webhook/pod-identity-webhook/internal/benchdata"
+	"github.com/pod-identity-webhook/pod-identity-webhook/policies"
 )
 
 func TestMemo(t *testing.T) {
@@ -124,5 +127,50 @@ m := [{"op": "json-patch", "patch": [{"op": "add", "path": "/spec/nodeName", "va
 		if err != nil || res.Trace.Memoized || len(res.Failed()) != 1 {
 			t.Fatalf("run %d: memoized=%v failed=%d err=%v", i, res.Trace.Memoized, len(res.Failed()), err)
 		}
+	}
+}
+
+// The webhook reuses request bodies, and the object passed to Evaluate is part of one
+// (see webhook.Admitter): nothing Evaluate keeps, the memo above all, may refer to its
+// bytes. The first pod's bytes are overwritten after its evaluation; a hit for the
+// same pod must still give exactly what the first evaluation gave.
+func TestEvaluateKeepsNothingOfTheObject(t *testing.T) {
+	bundle, err := LoadFS(policies.FS, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Compile(context.Background(), []*Bundle{bundle}, Options{Params: benchParams})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa := &ServiceAccount{Name: benchdata.ServiceAccount, Namespace: benchdata.Namespace, ResourceVersion: "1",
+		Annotations: map[string]string{"eks.amazonaws.com/role-arn": benchdata.RoleARN}}
+	pod := benchdata.PodJSON(benchdata.Typical)
+	evaluate := func(object []byte) (*Result, string) {
+		t.Helper()
+		res, err := p.Evaluate(context.Background(), Request{Object: object, Attributes: PodCreate(benchdata.Namespace, ""), ServiceAccount: sa}, EvalOptions{})
+		if err != nil || !res.Mutated() {
+			t.Fatalf("mutated=%v err=%v", res != nil && res.Mutated(), err)
+		}
+		patch, err := res.PatchJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, string(patch) + mustJSON(res.Trace.Policies)
+	}
+	first := bytes.Clone(pod)
+	res, want := evaluate(first)
+	if res.Trace.Memoized {
+		t.Fatal("the first evaluation came from the memo")
+	}
+	for i := range first {
+		first[i] = 'x'
+	}
+	again, got := evaluate(bytes.Clone(pod))
+	if !again.Trace.Memoized {
+		t.Fatal("the second evaluation of the same pod was not a memo hit")
+	}
+	if got != want {
+		t.Fatalf("after the first object was overwritten, the hit gives\n%s\nwant\n%s", got, want)
 	}
 }

@@ -39,6 +39,10 @@ const (
 
 // Admitter decides about one admission request; *admission.Admitter is the real one.
 // An *engine.InputError means the object is not something the engine can read.
+//
+// object is part of the request body, whose buffer is reused once the request is
+// answered: Admit must not keep it, or anything that refers to its bytes, beyond
+// that (the engine's memo keeps encoded patches only; TestEvaluateKeepsNothingOfTheObject).
 type Admitter interface {
 	Admit(ctx context.Context, attrs engine.Attributes, object []byte) (*admission.Decision, error)
 }
@@ -123,8 +127,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) outcome {
 		}
 	}
 	body, err := readBody(w, r)
-	// The body is given back once decoded: the review's fields and the object are
-	// copies (goccy/go-json decodes from a copy of its input and copies what it keeps).
+	// The body is given back once the request is answered: the review's fields are
+	// copies (goccy/go-json decodes from a copy of its input and copies what it
+	// keeps), and the object, which refers to the body, is not kept (see Admitter).
 	defer releaseBody(body)
 	if err != nil {
 		if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {

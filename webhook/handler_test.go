@@ -365,14 +365,15 @@ func TestRecordAdmission(t *testing.T) {
 	}
 }
 
-// Request bodies are reused (bodyBuffers): what the handler passes on, and anything an
-// admitter keeps of it (the memo keeps the object), must not share the body's bytes.
-// Without the copies, the second request's body would overwrite the first's object.
+// Request bodies are reused (bodyBuffers). The object refers to the body and is valid
+// during Admit only (see Admitter), but everything else the handler passes on must be
+// a copy: the second request's body overwrites the first's buffer, which would change
+// the first request's attributes if they referred to it.
 func TestHandlerKeepsNothingOfTheBody(t *testing.T) {
-	var kept [][]byte
+	var objects []string
 	var attrs []engine.Attributes
 	adm := &fakeAdmitter{decide: func(_ context.Context, a engine.Attributes, object []byte) (*admission.Decision, error) {
-		kept, attrs = append(kept, object), append(attrs, a)
+		objects, attrs = append(objects, string(object)), append(attrs, a)
 		return &admission.Decision{Allowed: true}, nil
 	}}
 	h := &Handler{Admitter: adm}
@@ -390,8 +391,8 @@ func TestHandlerKeepsNothingOfTheBody(t *testing.T) {
 		}
 	}
 	for i, pod := range pods {
-		if string(kept[i]) != pod {
-			t.Errorf("object of request %d became %s, want %s", i, kept[i], pod)
+		if objects[i] != pod {
+			t.Errorf("object of request %d was %s, want %s", i, objects[i], pod)
 		}
 		if want := fmt.Sprintf("uid-%d", i); string(attrs[i].UID) != want {
 			t.Errorf("uid of request %d became %q, want %q", i, attrs[i].UID, want)
