@@ -86,8 +86,11 @@ _pod_name := n if {
 
 _service_account_name := object.get(input.object, ["spec", "serviceAccountName"], "")
 
-# The final expirationSeconds.
-token_expiration := pod_identity.jitter(
+# The final expirationSeconds. Web identity is never jittered: decided first, so
+# that the common case costs one rule (this runs on every admission).
+token_expiration := base if {
+	identity.settings.mode != "container-credentials"
+} else := pod_identity.jitter(
 	jitter_key,
 	config.container_credentials_jitter_min,
 	config.container_credentials_default_token_expiration,
