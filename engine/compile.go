@@ -31,6 +31,10 @@ type Options struct {
 	// MemoSize is how many results to remember per program; zero means
 	// DefaultMemoSize, negative disables memoisation.
 	MemoSize int
+	// NameSetCacheSize is how many name sets of container env and volumeMount lists
+	// to remember (see nameSetCache); zero means DefaultNameSetCacheSize, negative
+	// none.
+	NameSetCacheSize int
 }
 
 // Program is a compiled set of bundles: one generation of policy, ready to evaluate
@@ -44,6 +48,8 @@ type Program struct {
 	proj, regoProj *projection
 	// requestFields are the fields of input.request the rules can read; nil: any.
 	requestFields []string
+	// nameSets caches input.index's name sets (see nameSetCache).
+	nameSets *nameSetCache
 	// memo remembers results per pod template; nil when disabled or unsound.
 	memo *memo
 	// derived caches the values of ServiceAccount rules; nil when there are none.
@@ -117,6 +123,12 @@ func Compile(ctx context.Context, bundles []*Bundle, opts Options) (*Program, er
 		return nil, err
 	}
 	prog := &Program{bundles: bundles, opts: opts}
+	switch {
+	case opts.NameSetCacheSize == 0:
+		prog.nameSets = newNameSetCache(DefaultNameSetCacheSize)
+	case opts.NameSetCacheSize > 0:
+		prog.nameSets = newNameSetCache(opts.NameSetCacheSize)
+	}
 	nDerived := 0
 	for _, b := range bundles {
 		g := newGuard(b.Manifest.Grants)

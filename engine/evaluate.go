@@ -139,6 +139,7 @@ func (p *Program) Evaluate(ctx context.Context, req Request, opts EvalOptions) (
 		proj:     p.proj,
 		regoProj: p.regoProj,
 		req:      &req,
+		nameSets: p.nameSets,
 	}
 	in.fixed = fixedInputs{req: &req, old: old, requestFields: p.requestFields}
 	defer in.release()
@@ -202,7 +203,8 @@ type requestInput struct {
 	proj     *projection
 	regoProj *projection
 	req      *Request
-	memo     *memo    // nil: no memoisation for this evaluation
+	memo     *memo // nil: no memoisation for this evaluation
+	nameSets *nameSetCache
 	memoKey  *memoKey // set once the pod was hashed
 	doc      map[string]any
 	// materialized says doc's containers hold no rawList any more.
@@ -319,7 +321,7 @@ func (in *requestInput) regoInput(params ast.Value) (ast.Value, error) {
 			}
 		}
 		in.docAST = mustValue(in.regoProj.project(in.doc))
-		in.indexAST = buildIndex(in.doc)
+		in.indexAST = buildIndex(in.doc, in.nameSets)
 	}
 	obj := ast.NewObjectWithCapacity(4 + nFixed)
 	obj.Insert(inputKeys.object, ast.NewTerm(in.docAST))

@@ -1,6 +1,12 @@
 package engine
 
-import "github.com/open-policy-agent/opa/v1/ast"
+import (
+	"hash/maphash"
+	"unsafe"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"k8s.io/utils/lru"
+)
 
 // varIndex is the input field holding the pod's index.
 const varIndex = "index"
@@ -10,7 +16,7 @@ const varIndex = "index"
 // {list, index, name, env: set of env var names, mounts: set of volume mount names},
 // and the set of the pod's volume names. Rego builds such sets slowly, one
 // comprehension per container and check; here they cost a few microseconds.
-func buildIndex(doc map[string]any) ast.Value {
+func buildIndex(doc map[string]any, sets *nameSetCache) ast.Value {
 	var entries []*ast.Term
 	for _, list := range []string{"initContainers", "containers"} {
 		items, _ := lookup(doc, "spec", list)
@@ -25,15 +31,15 @@ func buildIndex(doc map[string]any) ast.Value {
 				ast.Item(indexKeys.list, listTerms[list]),
 				ast.Item(indexKeys.index, ast.InternedTerm(i)),
 				ast.Item(indexKeys.name, ast.StringTerm(name)),
-				ast.Item(indexKeys.env, nameSet(c["env"])),
-				ast.Item(indexKeys.mounts, nameSet(c["volumeMounts"])),
+				ast.Item(indexKeys.env, sets.nameSet(c["env"])),
+				ast.Item(indexKeys.mounts, sets.nameSet(c["volumeMounts"])),
 			))
 		}
 	}
 	vols, _ := lookup(doc, "spec", "volumes")
 	return ast.NewObject(
 		ast.Item(indexKeys.containers, ast.ArrayTerm(entries...)),
-		ast.Item(indexKeys.volumes, nameSet(vols)),
+		ast.Item(indexKeys.volumes, sets.nameSet(vols)),
 	)
 }
 
@@ -72,4 +78,51 @@ func nameSet(list any) *ast.Term {
 		terms[i] = &slab[i]
 	}
 	return ast.SetTerm(terms...)
+}
+
+// nameSetCache remembers the name sets of containers' raw env and volumeMount lists
+// (see rawList) by their bytes. Pods of one workload repeat the same lists, also
+// across templates (a new revision usually changes an image, not the env), and
+// decoding the names and building the sets was a twentieth of a miss. A set is the
+// same value for the same bytes; Rego never changes its input, so the terms are
+// shared by concurrent evaluations. nil caches nothing.
+type nameSetCache struct {
+	cache *lru.Cache // maphash of the bytes -> nameSetEntry
+	seed  maphash.Seed
+}
+
+type nameSetEntry struct {
+	raw string // the list's bytes, a copy: the request's bytes are reused
+	set *ast.Term
+}
+
+const (
+	// DefaultNameSetCacheSize bounds the cached sets (with maxCachedNameList, a few
+	// megabytes at most).
+	DefaultNameSetCacheSize = 2048
+	maxCachedNameList       = 4 << 10
+)
+
+func newNameSetCache(size int) *nameSetCache {
+	return &nameSetCache{cache: lru.New(size), seed: maphash.MakeSeed()}
+}
+
+// nameSet is the package's nameSet, from the cache for an unchanged raw list.
+func (c *nameSetCache) nameSet(list any) *ast.Term {
+	l, ok := list.(*rawList)
+	if c == nil || !ok || len(l.appended) > 0 || len(l.raw) > maxCachedNameList {
+		return nameSet(list)
+	}
+	h := maphash.Bytes(c.seed, l.raw)
+	if v, hit := c.cache.Get(h); hit {
+		if e := v.(nameSetEntry); e.raw == string(l.raw) {
+			return e.set
+		}
+	}
+	// The set's strings alias the bytes they are decoded from (see rawList.names):
+	// built from the copy, so that they outlive the request.
+	raw := string(l.raw)
+	set := nameSet(&rawList{raw: unsafe.Slice(unsafe.StringData(raw), len(raw))})
+	c.cache.Add(h, nameSetEntry{raw: raw, set: set})
+	return set
 }

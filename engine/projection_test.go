@@ -224,7 +224,7 @@ func TestIndex(t *testing.T) {
 		`{"env": {"B", "C"}, "index": 0, "list": "containers", "mounts": set(), "name": "app"}, ` +
 		`{"env": set(), "index": 2, "list": "containers", "mounts": set(), "name": "side"}], ` +
 		`"volumes": {"v1", "v2"}}`
-	if got := buildIndex(doc); got.Compare(ast.MustParseTerm(want).Value) != 0 {
+	if got := buildIndex(doc, nil); got.Compare(ast.MustParseTerm(want).Value) != 0 {
 		t.Fatalf("index = %v\nwant    %v", got, want)
 	}
 }

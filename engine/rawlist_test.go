@@ -2,8 +2,11 @@ package engine
 
 import (
 	"context"
+	"hash/maphash"
 	"strings"
 	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 func TestRawListNames(t *testing.T) {
@@ -88,4 +91,43 @@ func lookupRaw(doc map[string]any, segs ...string) (any, bool) {
 	v := m[segs[len(segs)-1]]
 	_, raw := v.(*rawList)
 	return v, raw
+}
+
+// The name sets of raw lists are cached by their bytes (nameSetCache): the same set
+// for the same bytes, built from a copy (the request's bytes are reused afterwards),
+// never for a list with appended items, and never for other bytes of the same hash.
+func TestNameSetCache(t *testing.T) {
+	c := newNameSetCache(8)
+	body := []byte(`[{"name":"AWS_REGION","value":"x"},{"name":"B"}]`)
+	want := ast.SetTerm(ast.StringTerm("AWS_REGION"), ast.StringTerm("B"))
+	first := c.nameSet(&rawList{raw: body})
+	if !first.Equal(want) {
+		t.Fatalf("set = %v, want %v", first, want)
+	}
+	// The request's bytes are reused for another body of the same length.
+	copy(body, `[{"name":"XXX_YYYYYY","value":"x"},{"name":"C"}]`)
+	if !first.Equal(want) {
+		t.Fatalf("the cached set changed with the request's bytes: %v", first)
+	}
+	again := c.nameSet(&rawList{raw: []byte(`[{"name":"AWS_REGION","value":"x"},{"name":"B"}]`)})
+	if again != first {
+		t.Fatal("the same bytes did not give the cached set")
+	}
+	if got := c.nameSet(&rawList{raw: body}); !got.Equal(ast.SetTerm(ast.StringTerm("XXX_YYYYYY"), ast.StringTerm("C"))) {
+		t.Fatalf("other bytes gave %v", got)
+	}
+	// Appended items are part of the set, and such a list is not cached.
+	appended := &rawList{raw: []byte(`[{"name":"B"}]`), appended: []any{map[string]any{"name": "D"}}}
+	if got := c.nameSet(appended); !got.Equal(ast.SetTerm(ast.StringTerm("B"), ast.StringTerm("D"))) {
+		t.Fatalf("list with appended items gave %v", got)
+	}
+	if got := c.nameSet(&rawList{raw: []byte(`[{"name":"B"}]`)}); !got.Equal(ast.SetTerm(ast.StringTerm("B"))) {
+		t.Fatalf("the list without its appended items gave %v", got)
+	}
+	// An entry under the same hash for other bytes (a collision) is not used.
+	raw := []byte(`[{"name":"E"}]`)
+	c.cache.Add(maphash.Bytes(c.seed, raw), nameSetEntry{raw: `[{"name":"F"}]`, set: ast.SetTerm(ast.StringTerm("F"))})
+	if got := c.nameSet(&rawList{raw: raw}); !got.Equal(ast.SetTerm(ast.StringTerm("E"))) {
+		t.Fatalf("a colliding entry was used: %v", got)
+	}
 }

@@ -100,9 +100,18 @@ func BenchmarkReference(b *testing.B) {
 }
 
 // BenchmarkHandler is the real handler with the engine and the default bundle:
-// {size}/{matched,unmatched}/{miss,hit}.
+// {size}/{matched,unmatched}/{miss,hit}, and {size}/matched/cold: a miss with a
+// program that caches nothing of the pods it saw (the name sets of their env and
+// volumeMount lists, which a miss otherwise finds again because a new template
+// repeats its containers' lists, as a new Deployment revision usually does).
 func BenchmarkHandler(b *testing.B) {
 	prog, err := CompileDefault(context.Background(), BenchConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	opts := BenchConfig().EngineOptions()
+	opts.NameSetCacheSize = -1
+	cold, err := CompileDefaultWith(context.Background(), opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -112,6 +121,12 @@ func BenchmarkHandler(b *testing.B) {
 			for _, mode := range []string{"miss", "hit"} {
 				b.Run(string(size)+"/"+matchName(matched)+"/"+mode, func(b *testing.B) {
 					run(b, h, size, mode == "miss", checkPatched(matched))
+				})
+			}
+			if matched {
+				h := NewHandler(cold, ServiceAccount(matched))
+				b.Run(string(size)+"/"+matchName(matched)+"/cold", func(b *testing.B) {
+					run(b, h, size, true, checkPatched(matched))
 				})
 			}
 		}

@@ -41,11 +41,16 @@ func ServiceAccount(matched bool) *engine.ServiceAccount {
 // CompileDefault compiles the embedded default bundle with cfg's flags, as the server's
 // policyset does for its first generation.
 func CompileDefault(ctx context.Context, cfg *config.Config) (*engine.Program, error) {
+	return CompileDefaultWith(ctx, cfg.EngineOptions())
+}
+
+// CompileDefaultWith is CompileDefault with the engine options given.
+func CompileDefaultWith(ctx context.Context, opts engine.Options) (*engine.Program, error) {
 	b, err := engine.LoadFS(policies.FS, "embedded default bundle")
 	if err != nil {
 		return nil, err
 	}
-	return engine.Compile(ctx, []*engine.Bundle{b}, cfg.EngineOptions())
+	return engine.Compile(ctx, []*engine.Bundle{b}, opts)
 }
 
 // NewHandler is the real /mutate handler (webhook.Handler with metrics, the shared
