@@ -55,7 +55,6 @@ FUZZ_TARGETS := \
 	./engine/:FuzzLoadBundle \
 	./engine/:FuzzObjectFields \
 	./engine/:FuzzSplit \
-	./engine/:FuzzFieldValues \
 	./engine/:FuzzShallowDecoders \
 	./engine/:FuzzReadPodRef \
 	./sources/:FuzzParseRoleMappings \

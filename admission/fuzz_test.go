@@ -138,31 +138,42 @@ func FuzzAdmissionReview(f *testing.F) {
 	})
 }
 
-// FuzzDecodeReview checks the decoder's fast path (objects found in the body, not
-// copied) against the copying one: for every body, the same error or the same review.
+// FuzzDecodeReview checks DecodeReviewInto, which copies the object into the caller's
+// buffer, against DecodeReview: for every body, the same error or the same review,
+// with a buffer large enough, one too small, and none; and the object in the buffer
+// when it fits.
 func FuzzDecodeReview(f *testing.F) {
 	for _, s := range reviewSeeds(f) {
 		f.Add(s)
 	}
-	for _, s := range []string{``, `{}`, `null`, `[]`, `{"request":null}`, `{"request":{"object":"pod"}}`,
-		`{"request":{"uid":"u","object":{"a":1},"oldObject":null,"options":{"x":1}}}`,
+	for _, s := range []string{``, `{}`, `null`, `[]`, `{"request":null}`, `{"request":{}}`, `{"request":{"object":"pod"}}`,
+		`{"request":{"uid":"u","object":{"a":1},"oldObject":null,"options":{"x":1}}}`, `{"request":{"object":null}}`,
 		`{"request":{"object":{"a":1}},"request":{"oldObject":{"b":[2]}}}`, `{"request":{"object":{"a":tru}}}`,
-		`{"apiVersion":"v1","kind":"K","request":{"object" : {"metadata":{"name":"n"}} ,"object":{"x":"y"}}}`} {
+		`{"apiVersion":"v1","kind":"K","request":{"object" : {"metadata":{"name":"n"}} ,"OBJECT":{"x":"y"}}}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		got, gotErr := DecodeReview(body)
-		want, wantErr := decodeReviewCopying(body)
-		if (gotErr != nil) != (wantErr != nil) {
-			t.Fatalf("DecodeReview(%q): error %v, copying decoder's %v", body, gotErr, wantErr)
-		}
-		if gotErr != nil {
-			return
-		}
-		g, _ := json.Marshal(got)
-		w, _ := json.Marshal(want)
-		if !reflect.DeepEqual(got, want) || string(g) != string(w) {
-			t.Fatalf("DecodeReview(%q) =\n%s\ncopying decoder:\n%s", body, g, w)
+		want, wantErr := DecodeReview(body)
+		for _, size := range []int{len(body), len(body) / 2, 0} {
+			buf := make([]byte, size)
+			got, gotErr := DecodeReviewInto(body, buf)
+			if (gotErr != nil) != (wantErr != nil) || (gotErr != nil && gotErr.Error() != wantErr.Error()) {
+				t.Fatalf("DecodeReviewInto(%q, %d bytes): error %v, DecodeReview's %v", body, size, gotErr, wantErr)
+			}
+			if gotErr != nil {
+				continue
+			}
+			g, _ := json.Marshal(got)
+			w, _ := json.Marshal(want)
+			if !reflect.DeepEqual(got, want) || string(g) != string(w) {
+				t.Fatalf("DecodeReviewInto(%q, %d bytes) =\n%s\nDecodeReview:\n%s", body, size, g, w)
+			}
+			if got.Request == nil {
+				continue
+			}
+			if obj := got.Request.Object.Raw; size == len(body) && len(obj) > 0 && &obj[0] != &buf[:1][0] {
+				t.Fatalf("DecodeReviewInto(%q): the object is not in the buffer", body)
+			}
 		}
 	})
 }

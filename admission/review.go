@@ -23,44 +23,36 @@ type Review struct {
 }
 
 // DecodeReview decodes an AdmissionReview body. It fails on bodies that are not JSON
-// or not an object; a review without a request decodes with Request nil.
-func DecodeReview(body []byte) (*Review, error) {
+// or not an object; a review without a request decodes with Request nil. The review
+// refers to nothing of body.
+func DecodeReview(body []byte) (*Review, error) { return decodeReview(body, nil) }
+
+// DecodeReviewInto is DecodeReview that copies the object into buf's storage when it
+// fits (it always does when cap(buf) >= len(body)) instead of allocating: the review's
+// object then refers to buf, which the caller may reuse once done with the review.
+func DecodeReviewInto(body, buf []byte) (*Review, error) { return decodeReview(body, buf) }
+
+func decodeReview(body, buf []byte) (*Review, error) {
 	if len(body) == 0 {
 		return nil, errors.New("empty body: expected an AdmissionReview")
 	}
 	// goccy/go-json: several times faster than encoding/json on this, the largest
-	// decode of an admission. The objects (the pod is most of the body) are checked
-	// by it but not copied: they are found in the body afterwards and refer to it.
+	// decode of an admission. It hands a json.RawMessage the bytes of its value to
+	// append to what the field holds, so a field set to buf[:0] is filled in buf.
 	var ar wireReview
-	if err := gojson.Unmarshal(body, &ar); err != nil {
-		// An object that is not a JSON object, or a body that is not JSON: decoded
-		// again as before, for its error or for an object the engine then refuses.
-		return decodeReviewCopying(body)
+	if buf != nil {
+		ar.Request = &wireRequest{Object: buf[:0]}
 	}
-	review := &Review{APIVersion: ar.APIVersion, Kind: ar.Kind}
-	if ar.Request != nil {
-		objects, exact, err := engine.FieldValues(body, []string{"request"}, "object", "oldObject")
-		if err != nil || !exact {
-			// Repeated or case-variant keys, which the API server never sends: leave
-			// it to the decoder's own rules.
-			return decodeReviewCopying(body)
-		}
-		review.Request = &ar.Request.AdmissionRequest
-		review.Request.Object.Raw = rawObject(objects[0])
-		review.Request.OldObject.Raw = rawObject(objects[1])
-	}
-	return review, nil
-}
-
-// decodeReviewCopying is DecodeReview with the objects decoded as json.RawMessage
-// (copies), which takes any JSON value: the path of bodies the fast one refuses.
-func decodeReviewCopying(body []byte) (*Review, error) {
-	var ar wireReviewCopying
 	if err := gojson.Unmarshal(body, &ar); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "unexpected end of JSON input") {
 			return nil, errors.New("not an AdmissionReview: unexpected end of JSON input")
 		}
 		return nil, fmt.Errorf("not an AdmissionReview: %v", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if buf != nil && ar.Request != nil && len(rawObject(ar.Request.Object)) == 0 {
+		// No object, or no request at all, which the request prepared above would
+		// hide: decoded again as sent, for the caller's error.
+		return decodeReview(body, nil)
 	}
 	review := &Review{APIVersion: ar.APIVersion, Kind: ar.Kind}
 	if ar.Request != nil {
@@ -72,17 +64,17 @@ func decodeReviewCopying(body []byte) (*Review, error) {
 }
 
 // rawObject is what runtime.RawExtension would hold: nothing for a JSON null.
-func rawObject(m []byte) []byte {
+func rawObject(m json.RawMessage) []byte {
 	if string(m) == "null" {
 		return nil
 	}
 	return m
 }
 
-// wireReview is an AdmissionReview as decoded from the wire, the objects left out:
-// checked as JSON objects (an empty struct keeps none of their fields) and then found
-// in the body (engine.FieldValues). Decoding them as runtime.RawExtension would copy
-// them twice, as json.RawMessage once.
+// wireReview is an AdmissionReview as decoded from the wire. The objects are
+// json.RawMessage rather than runtime.RawExtension: goccy/go-json hands a RawMessage
+// the bytes without a copy of its own, and a RawExtension would be copied twice (the
+// pod is most of the body).
 type wireReview struct {
 	APIVersion string       `json:"apiVersion"`
 	Kind       string       `json:"kind"`
@@ -92,19 +84,6 @@ type wireReview struct {
 type wireRequest struct {
 	admissionv1.AdmissionRequest
 	// These shadow the embedded request's fields of the same JSON names.
-	Object    struct{} `json:"object"`
-	OldObject struct{} `json:"oldObject"`
-}
-
-// wireReviewCopying is wireReview with the objects as copies of any JSON value.
-type wireReviewCopying struct {
-	APIVersion string              `json:"apiVersion"`
-	Kind       string              `json:"kind"`
-	Request    *wireRequestCopying `json:"request"`
-}
-
-type wireRequestCopying struct {
-	admissionv1.AdmissionRequest
 	Object    json.RawMessage `json:"object"`
 	OldObject json.RawMessage `json:"oldObject"`
 }

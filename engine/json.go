@@ -324,66 +324,6 @@ func forEachField(data []byte, fn func(key string, value json.RawMessage)) error
 	return err
 }
 
-// FieldValues returns the raw values of the named fields of the JSON object reached
-// from data by path (object keys), in the order of names; nil for a field that is
-// absent, or when path does not lead to an object. The values alias data, which must
-// be valid JSON (they are found in one pass, without validation); the last of
-// repeated names wins.
-//
-// exact is false when a struct decoder (encoding/json, goccy/go-json) could see other
-// values: it matches keys case-insensitively, with Unicode folding, and merges
-// repeated objects. So a key on the way that is not ASCII, or equal to a path element
-// or name but for case, or a path key seen twice, make exact false.
-func FieldValues(data []byte, path []string, names ...string) (values [][]byte, exact bool, err error) {
-	values = make([][]byte, len(names))
-	exact = true
-	_, err = fieldValues(data, 0, path, names, values, &exact)
-	return values, exact, err
-}
-
-// fieldValues is FieldValues from data[i]; it returns the index after the value there.
-func fieldValues(data []byte, i int, path, names []string, out [][]byte, exact *bool) (int, error) {
-	i = skipSpace(data, i)
-	if i >= len(data) || data[i] != '{' {
-		return skipValue(data, i), nil // not an object: nothing below it
-	}
-	seen := false
-	return scanObject(data, i, func(key string, vStart int) (int, error) {
-		if len(path) > 0 {
-			if key != path[0] {
-				*exact = *exact && !foldsTo(key, path[0])
-				return skipValue(data, vStart), nil
-			}
-			*exact = *exact && !seen
-			seen = true
-			return fieldValues(data, vStart, path[1:], names, out, exact)
-		}
-		vEnd := skipValue(data, vStart)
-		for n, name := range names {
-			if key == name {
-				out[n] = data[vStart:vEnd:vEnd]
-			} else if foldsTo(key, name) {
-				*exact = false
-			}
-		}
-		return vEnd, nil
-	})
-}
-
-// foldsTo says a struct decoder might match key to the field named name although
-// key != name: equal but for ASCII case, or not ASCII at all (Unicode folding).
-func foldsTo(key, name string) bool {
-	if strings.EqualFold(key, name) {
-		return true
-	}
-	for i := 0; i < len(key); i++ {
-		if key[i] >= 0x80 {
-			return true
-		}
-	}
-	return false
-}
-
 // scanObject walks the (valid JSON) object starting at data[i]: for each field it
 // calls value with the key (valid during the call only, see objectKey) and where the
 // value starts, and value returns where it ends, having skipped it or read it.

@@ -365,10 +365,11 @@ func TestRecordAdmission(t *testing.T) {
 	}
 }
 
-// Request bodies are reused (bodyBuffers). The object refers to the body and is valid
-// during Admit only (see Admitter), but everything else the handler passes on must be
-// a copy: the second request's body overwrites the first's buffer, which would change
-// the first request's attributes if they referred to it.
+// Request bodies, and the buffers the objects are copied into, are reused
+// (bodyBuffers). The object is valid during Admit only (see Admitter), but everything
+// else the handler passes on must be a copy: the second request's body overwrites the
+// first's buffer, which would change the first request's attributes if they referred
+// to it.
 func TestHandlerKeepsNothingOfTheBody(t *testing.T) {
 	var objects []string
 	var attrs []engine.Attributes
