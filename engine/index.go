@@ -97,9 +97,10 @@ type nameSetEntry struct {
 }
 
 const (
-	// DefaultNameSetCacheSize bounds the cached sets (with maxCachedNameList, a few
-	// megabytes at most).
-	DefaultNameSetCacheSize = 2048
+	// DefaultNameSetCacheSize bounds the cached sets. With maxCachedNameList the cache
+	// holds at most ~12 MB (a 4 KiB list of ~100 short entries and its set take ~12
+	// KB); lists of the usual dozen env vars take ~2 KB each.
+	DefaultNameSetCacheSize = 1024
 	maxCachedNameList       = 4 << 10
 )
 
