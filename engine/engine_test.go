@@ -217,6 +217,19 @@ second := [{"op": "add-env", "container": "app", "env": [{"name": "SECOND", "val
 	if !reflect.DeepEqual(env, want) {
 		t.Fatalf("env = %v", env)
 	}
+	// The request's patch shares the first policy's ops (appendShared); the second's
+	// are appended to it without changing the first policy's trace.
+	first := `[{"op":"add","path":"/spec/containers/0/env/-","value":{"name":"FIRST","value":"1"}}]`
+	second := `[{"op":"add","path":"/spec/containers/0/env/-","value":{"name":"SECOND","value":"1+"}}]`
+	if got := mustJSON(res.Trace.Policies[0].Ops); got != first {
+		t.Errorf("first policy's ops = %s, want %s", got, first)
+	}
+	if got := mustJSON(res.Trace.Policies[1].Ops); got != second {
+		t.Errorf("second policy's ops = %s, want %s", got, second)
+	}
+	if got, want := mustJSON(res.Patch), first[:len(first)-1]+","+second[1:]; got != want {
+		t.Errorf("patch = %s, want %s", got, want)
+	}
 }
 
 // TestAppendedItemsAreNotAliased: items appended to a raw env list are shared with
