@@ -24,15 +24,16 @@ var benchParams = map[string]any{
 	"containerCredentialsFullURI":         "http://169.254.170.23/v1/credentials",
 }
 
-func defaultProgram(b *testing.B) *Program {
-	b.Helper()
+// compileDefault compiles the embedded default bundle with opts.
+func compileDefault(tb testing.TB, opts Options) *Program {
+	tb.Helper()
 	bundle, err := LoadFS(policies.FS, "embedded default bundle")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	p, err := Compile(context.Background(), []*Bundle{bundle}, Options{Params: benchParams})
+	p, err := Compile(context.Background(), []*Bundle{bundle}, opts)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	return p
 }
@@ -62,7 +63,7 @@ func BenchmarkEvaluate(b *testing.B) {
 					name = string(size) + "/" + match + "/hit"
 				}
 				b.Run(name, func(b *testing.B) {
-					p := defaultProgram(b)
+					p := compileDefault(b, Options{Params: benchParams})
 					pods := make([][]byte, b.N)
 					for i := range pods {
 						if hit && i > 0 {

@@ -122,11 +122,11 @@ func Compile(ctx context.Context, bundles []*Bundle, opts Options) (*Program, er
 	if err != nil {
 		return nil, err
 	}
+	if opts.NameSetCacheSize == 0 {
+		opts.NameSetCacheSize = DefaultNameSetCacheSize
+	}
 	prog := &Program{bundles: bundles, opts: opts}
-	switch {
-	case opts.NameSetCacheSize == 0:
-		prog.nameSets = newNameSetCache(DefaultNameSetCacheSize)
-	case opts.NameSetCacheSize > 0:
+	if opts.NameSetCacheSize > 0 {
 		prog.nameSets = newNameSetCache(opts.NameSetCacheSize)
 	}
 	nDerived := 0

@@ -11,8 +11,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/pod-identity-webhook/pod-identity-webhook/policies"
 )
 
 // FuzzLoadBundle feeds arbitrary manifests and Rego through loading and compiling.
@@ -156,14 +154,7 @@ func FuzzSplit(f *testing.F) {
 		`{"a":{"b":{"c":[[],{}]},"b":{"c":1}}, "spec":{"containers":[{"name":"x"}]}}`, `{"a":{"b":{"c":{"d":"}"}}}}`} {
 		f.Add([]byte(s))
 	}
-	b, err := LoadFS(policies.FS, "default")
-	if err != nil {
-		f.Fatal(err)
-	}
-	prog, err := Compile(context.Background(), []*Bundle{b}, Options{})
-	if err != nil {
-		f.Fatal(err)
-	}
+	prog := compileDefault(f, Options{})
 	deep := newProjection()
 	deep.add([]string{"a", "b", "c"})
 	deep.add([]string{"spec", "serviceAccountName"})

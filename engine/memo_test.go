@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/pod-identity-webhook/pod-identity-webhook/internal/benchdata"
-	"github.com/pod-identity-webhook/pod-identity-webhook/policies"
 )
 
 func TestMemo(t *testing.T) {
@@ -130,19 +129,12 @@ m := [{"op": "json-patch", "patch": [{"op": "add", "path": "/spec/nodeName", "va
 	}
 }
 
-// The webhook reuses request bodies, and the object passed to Evaluate is part of one
-// (see webhook.Admitter): nothing Evaluate keeps, the memo above all, may refer to its
+// The webhook reuses the buffer that holds the object passed to Evaluate (see
+// webhook.Admitter): nothing Evaluate keeps, the memo above all, may refer to its
 // bytes. The first pod's bytes are overwritten after its evaluation; a hit for the
 // same pod must still give exactly what the first evaluation gave.
 func TestEvaluateKeepsNothingOfTheObject(t *testing.T) {
-	bundle, err := LoadFS(policies.FS, "default")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Compile(context.Background(), []*Bundle{bundle}, Options{Params: benchParams})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := compileDefault(t, Options{Params: benchParams})
 	sa := &ServiceAccount{Name: benchdata.ServiceAccount, Namespace: benchdata.Namespace, ResourceVersion: "1",
 		Annotations: map[string]string{"eks.amazonaws.com/role-arn": benchdata.RoleARN}}
 	pod := benchdata.PodJSON(benchdata.Typical)

@@ -128,11 +128,13 @@ func projectionsFor(c *ast.Compiler, bundles []*Bundle, policies []*compiledPoli
 	request := newProjection()
 	for _, r := range reachableRules(c, roots) {
 		if pr, ok := parsed[locationKey(r.Location)]; ok {
-			addRegoRefs(rego, pr)
+			addRegoRefs(rego, pr, varObject)
 		} else {
-			addRegoRefs(rego, r) // compiled form: coarser, never narrower
+			addRegoRefs(rego, r, varObject) // compiled form: coarser, never narrower
 		}
-		addRequestRefs(request, r)
+		// The request's fields only at the top level (Attributes.toValue builds them
+		// whole), from the compiled form.
+		addRegoRefs(request, r, varRequest)
 	}
 	if !request.all {
 		requestFields = slices.Sorted(maps.Keys(request.children))
@@ -168,50 +170,6 @@ func projectionsFor(c *ast.Compiler, bundles []*Bundle, policies []*compiledPoli
 	}
 	decode.merge(rego, nil)
 	return decode.freeze(), rego.freeze(), requestFields
-}
-
-// addRequestRefs adds to p the fields of input.request that r (a rule) reads: a field
-// name per child, or all when a ref reads input.request (or input) whole or with a
-// variable key. Rules are in compiled form, where every input reference is a ref.
-func addRequestRefs(p *projection, r any) {
-	var vis *ast.GenericVisitor
-	vis = ast.NewGenericVisitor(func(x any) bool {
-		switch v := x.(type) {
-		case ast.Ref:
-			if v[0].Equal(ast.InputRootDocument) {
-				var key ast.String
-				isString := false
-				if len(v) >= 2 {
-					key, isString = v[1].Value.(ast.String)
-				}
-				switch {
-				case !isString: // input whole, or input[x]: could be the request
-					p.add(nil)
-				case string(key) != varRequest:
-				case len(v) < 3:
-					p.add(nil)
-				default:
-					if field, ok := v[2].Value.(ast.String); ok {
-						p.add([]string{string(field)})
-					} else {
-						p.add(nil)
-					}
-				}
-			} else {
-				vis.Walk(v[0])
-			}
-			for _, t := range v[1:] {
-				vis.Walk(t)
-			}
-			return true
-		case ast.Var:
-			if v.Equal(ast.InputRootDocument.Value) {
-				p.add(nil) // input used whole
-			}
-		}
-		return false
-	})
-	vis.Walk(r)
 }
 
 // reachableRules returns every compiled rule the roots can reach.
@@ -343,12 +301,14 @@ func readsRequestUID(bundles []*Bundle, policies []*compiledPolicy) bool {
 	return false
 }
 
-// addRegoRefs adds the paths under input.object that a parsed module reads. Parsed,
-// not compiled: compilation rewrites object.get(input.object, ...) through temporaries.
-func addRegoRefs(p *projection, m any) {
+// addRegoRefs adds the paths under input.<root> (input.object, input.request) that a
+// parsed module or a rule reads; input used whole, or with a variable key, adds the
+// whole of it. Parsed is the finer: compilation rewrites object.get(input.object, ...)
+// through temporaries.
+func addRegoRefs(p *projection, m any, root string) {
 	var vis *ast.GenericVisitor
 	objectGet := func(terms []*ast.Term) bool {
-		path, ok := objectGetPath(terms)
+		path, ok := objectGetPath(terms, root)
 		if !ok {
 			return false
 		}
@@ -361,7 +321,8 @@ func addRegoRefs(p *projection, m any) {
 	vis = ast.NewGenericVisitor(func(x any) bool {
 		switch v := x.(type) {
 		case *ast.With:
-			return true // `with input... as` only appears in tests
+			vis.Walk(v.Value) // the target is written, not read
+			return true
 		case ast.Call:
 			return objectGet(v)
 		case *ast.Expr:
@@ -369,7 +330,7 @@ func addRegoRefs(p *projection, m any) {
 				return objectGet(terms)
 			}
 		case ast.Ref:
-			if path, ok := inputObjectPath(v); ok {
+			if path, ok := inputPath(v, root); ok {
 				p.add(path)
 			}
 			// Walk the ref's parts but not its head var, which would read as a bare
@@ -391,10 +352,11 @@ func addRegoRefs(p *projection, m any) {
 	vis.Walk(m)
 }
 
-// inputObjectPath returns the constant path under input.object that ref reads: for
-// input.object.spec.containers[_].env it is [spec containers]. It reports false for
-// refs that do not start at input; input alone or input[x] give the whole object.
-func inputObjectPath(ref ast.Ref) ([]string, bool) {
+// inputPath returns the constant path under input.<root> that ref reads: for
+// input.object.spec.containers[_].env and root "object" it is [spec containers]. It
+// reports false for refs that do not start at input.<root>; input alone or input[x]
+// give the whole of it.
+func inputPath(ref ast.Ref, root string) ([]string, bool) {
 	if len(ref) == 0 || !ref[0].Equal(ast.InputRootDocument) {
 		return nil, false
 	}
@@ -403,9 +365,9 @@ func inputObjectPath(ref ast.Ref) ([]string, bool) {
 	}
 	first, ok := ref[1].Value.(ast.String)
 	if !ok {
-		return nil, true // input[x]: could be the object
+		return nil, true // input[x]: could be the root
 	}
-	if string(first) != varObject {
+	if string(first) != root {
 		return nil, false
 	}
 	var path []string
@@ -419,9 +381,9 @@ func inputObjectPath(ref ast.Ref) ([]string, bool) {
 	return path, true
 }
 
-// objectGetPath recognises object.get(input.object..., "k" or ["a", "b"], default)
+// objectGetPath recognises object.get(input.<root>..., "k" or ["a", "b"], default)
 // and returns the full constant path it reads.
-func objectGetPath(call []*ast.Term) ([]string, bool) {
+func objectGetPath(call []*ast.Term, root string) ([]string, bool) {
 	if len(call) < 4 || call[0].String() != "object.get" {
 		return nil, false
 	}
@@ -429,7 +391,7 @@ func objectGetPath(call []*ast.Term) ([]string, bool) {
 	if !ok {
 		return nil, false
 	}
-	base, ok := inputObjectPath(ref)
+	base, ok := inputPath(ref, root)
 	if !ok || len(base) != len(ref)-2 { // the ref must be fully constant
 		return nil, false
 	}

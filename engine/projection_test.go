@@ -8,8 +8,6 @@ import (
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-
-	"github.com/pod-identity-webhook/pod-identity-webhook/policies"
 )
 
 // paths lists a projection's leaves as "a.b" strings ("*" for the whole document).
@@ -53,12 +51,14 @@ func TestRegoProjection(t *testing.T) {
 		{`m := json.marshal(input.object.spec)`, []string{"spec"}},
 		{`m := count(input.object.spec.volumes) + count(input.object.status.conditions)`, []string{"spec.volumes", "status.conditions"}},
 		{`m := object.get(input.object, "metadata", {}).name`, []string{"metadata"}},
+		{`f := input.object.metadata.name` + "\n" + `m := v if v := f with input.object.metadata.name as input.object.spec.nodeName`,
+			[]string{"metadata.name", "spec.nodeName"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.rego, func(t *testing.T) {
 			m := ast.MustParseModuleWithOpts("package t\n"+tc.rego, ast.ParserOptions{RegoVersion: ast.RegoV1})
 			p := newProjection()
-			addRegoRefs(p, m)
+			addRegoRefs(p, m, varObject)
 			p.freeze()
 			if got := p.paths(); !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("paths = %v, want %v", got, tc.want)
@@ -67,7 +67,8 @@ func TestRegoProjection(t *testing.T) {
 	}
 }
 
-// Rego gets only the fields of input.request the rules read (Attributes.toValue).
+// Rego gets only the fields of input.request the rules read (Attributes.toValue),
+// found in the compiled rules as projectionsFor does.
 func TestRequestFieldsRead(t *testing.T) {
 	for _, tc := range []struct {
 		rego string
@@ -82,12 +83,17 @@ func TestRequestFieldsRead(t *testing.T) {
 		{`m := input[x] if x := "request"`, nil},
 		{`m := input`, nil},
 		{`f(x) := x.request.uid` + "\n" + `m := f(input)`, nil},
+		{`f := input.request.uid` + "\n" + `m := v if v := f with input.request.uid as input.request.name`, []string{"name", "uid"}},
 	} {
 		t.Run(tc.rego, func(t *testing.T) {
 			m := ast.MustParseModuleWithOpts("package t\n"+tc.rego, ast.ParserOptions{RegoVersion: ast.RegoV1})
+			c := ast.NewCompiler()
+			if c.Compile(map[string]*ast.Module{"t": m}); c.Failed() {
+				t.Fatal(c.Errors)
+			}
 			p := newProjection()
-			for _, r := range m.Rules {
-				addRequestRefs(p, r)
+			for _, r := range c.Modules["t"].Rules {
+				addRegoRefs(p, r, varRequest)
 			}
 			var got []string
 			if !p.all {
@@ -142,14 +148,7 @@ func TestCELProjection(t *testing.T) {
 // The default bundle reads a handful of pod fields; managedFields, ownerReferences,
 // tolerations and status are never decoded.
 func TestDefaultBundleProjection(t *testing.T) {
-	b, err := LoadFS(policies.FS, "default")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Compile(context.Background(), []*Bundle{b}, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := compileDefault(t, Options{})
 	want := []string{"metadata.annotations", "metadata.generateName", "metadata.labels", "metadata.name", "metadata.namespace",
 		// Only the two OS labels of the nodeSelector (windows.rego names them as constant keys).
 		"spec.nodeSelector.beta.kubernetes.io/os", "spec.nodeSelector.kubernetes.io/os",

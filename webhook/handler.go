@@ -362,9 +362,10 @@ func logAdmission(out outcome, elapsed time.Duration) {
 	// The level first: the line of an ordinary admission is not written at the default
 	// verbosity, and building its fields cost a kilobyte per request.
 	policyFailed := d != nil && hasFailedPolicy(d)
+	internalError := out.result == resultError && out.reason == reasonInternalError
 	var level klog.Level
 	switch {
-	case out.result == resultError && out.reason == reasonInternalError:
+	case internalError:
 	case out.result == resultError && out.reason == reasonNotReady:
 		level = 1
 	case out.result == resultError, out.result == resultDenied, policyFailed:
@@ -373,7 +374,6 @@ func logAdmission(out outcome, elapsed time.Duration) {
 	default:
 		level = 2
 	}
-	internalError := out.result == resultError && out.reason == reasonInternalError
 	if !internalError && !klog.V(level).Enabled() {
 		return
 	}

@@ -41,9 +41,7 @@ func TestAllocationGuards(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := BenchConfig().EngineOptions()
-	opts.NameSetCacheSize = -1
-	cold, err := CompileDefaultWith(context.Background(), opts)
+	cold, err := CompileDefaultCold(context.Background(), BenchConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

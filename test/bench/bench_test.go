@@ -109,9 +109,7 @@ func BenchmarkHandler(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	opts := BenchConfig().EngineOptions()
-	opts.NameSetCacheSize = -1
-	cold, err := CompileDefaultWith(context.Background(), opts)
+	cold, err := CompileDefaultCold(context.Background(), BenchConfig())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -41,11 +41,18 @@ func ServiceAccount(matched bool) *engine.ServiceAccount {
 // CompileDefault compiles the embedded default bundle with cfg's flags, as the server's
 // policyset does for its first generation.
 func CompileDefault(ctx context.Context, cfg *config.Config) (*engine.Program, error) {
-	return CompileDefaultWith(ctx, cfg.EngineOptions())
+	return compileDefault(ctx, cfg.EngineOptions())
 }
 
-// CompileDefaultWith is CompileDefault with the engine options given.
-func CompileDefaultWith(ctx context.Context, opts engine.Options) (*engine.Program, error) {
+// CompileDefaultCold is CompileDefault with no cache of what pods repeat (the name
+// sets of their env and volumeMount lists): every miss is a cold one.
+func CompileDefaultCold(ctx context.Context, cfg *config.Config) (*engine.Program, error) {
+	opts := cfg.EngineOptions()
+	opts.NameSetCacheSize = -1
+	return compileDefault(ctx, opts)
+}
+
+func compileDefault(ctx context.Context, opts engine.Options) (*engine.Program, error) {
 	b, err := engine.LoadFS(policies.FS, "embedded default bundle")
 	if err != nil {
 		return nil, err
