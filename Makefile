@@ -57,6 +57,7 @@ FUZZ_TARGETS := \
 	./engine/:FuzzSplit \
 	./engine/:FuzzShallowDecoders \
 	./engine/:FuzzReadPodRef \
+	./engine/:FuzzEvaluatorsAgree \
 	./sources/:FuzzParseRoleMappings \
 	./sources/:FuzzParseIdentities \
 	./builtins/:FuzzParseBool \

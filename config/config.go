@@ -7,6 +7,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -62,6 +63,7 @@ type Config struct {
 	AllowConfigMapGrants    bool          `koanf:"allow-configmap-bundle-grants"`
 	PolicyTimeout           time.Duration `koanf:"policy-timeout"`
 	CELCostLimit            uint64        `koanf:"cel-cost-limit"`
+	PolicyEvaluator         string        `koanf:"policy-evaluator"`
 
 	// Server.
 	Port                    int           `koanf:"port"`
@@ -96,6 +98,7 @@ func Defaults() Config {
 		BundleConfigMapSelector:             "pod-identity-webhook.io/bundle=true",
 		PolicyTimeout:                       time.Second,
 		CELCostLimit:                        1_000_000,
+		PolicyEvaluator:                     string(engine.EvaluatorIR),
 		Port:                                443,
 		MetricsPort:                         9999,
 		TLSCert:                             "/etc/webhook/certs/tls.crt",
@@ -134,6 +137,7 @@ func AddPolicyFlags(fs *pflag.FlagSet) {
 	fs.Bool("no-default-bundle", false, "Leave the embedded default bundle out")
 	fs.Duration("policy-timeout", d.PolicyTimeout, "Per-request deadline for evaluating all policies")
 	fs.Uint64("cel-cost-limit", d.CELCostLimit, "Cost limit of one CEL match condition")
+	fs.String("policy-evaluator", d.PolicyEvaluator, "What runs the policies' Rego rules: ir (their compiled plan; a rule it cannot run falls back to topdown) or topdown (OPA's interpreter for all)")
 	fs.String("config", "", "A YAML config file whose keys are flag names; flags and PIW_* environment variables override it")
 }
 
@@ -246,12 +250,16 @@ func (c *Config) validate() error {
 	if c.PolicyTimeout <= 0 {
 		return fmt.Errorf("policy-timeout: must be positive, got %s", c.PolicyTimeout)
 	}
+	if !slices.Contains(engine.Evaluators, engine.Evaluator(c.PolicyEvaluator)) {
+		return fmt.Errorf("policy-evaluator: must be one of %v, got %q", engine.Evaluators, c.PolicyEvaluator)
+	}
 	return nil
 }
 
 // EngineOptions are the policy engine options the configuration asks for.
 func (c *Config) EngineOptions() engine.Options {
-	return engine.Options{Params: c.Params(), EvalTimeout: c.PolicyTimeout, CELCostLimit: c.CELCostLimit}
+	return engine.Options{Params: c.Params(), EvalTimeout: c.PolicyTimeout, CELCostLimit: c.CELCostLimit,
+		Evaluator: engine.Evaluator(c.PolicyEvaluator)}
 }
 
 // Params returns the mutation settings as policy params, named as docs/policies.md

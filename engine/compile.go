@@ -35,6 +35,8 @@ type Options struct {
 	// to remember (see nameSetCache); zero means DefaultNameSetCacheSize, negative
 	// none.
 	NameSetCacheSize int
+	// Evaluator runs the policies' rules; empty means EvaluatorIR.
+	Evaluator Evaluator
 }
 
 // Program is a compiled set of bundles: one generation of policy, ready to evaluate
@@ -66,12 +68,12 @@ type compiledPolicy struct {
 	// conditionsUseObject says some condition reads the pod, which must then be
 	// decoded before matching; otherwise only a match needs it.
 	conditionsUseObject bool
-	rule                rego.PreparedEvalQuery
+	rule                ruleQuery
 	notes               *rego.PreparedEvalQuery
 	// derived are the bundle's ServiceAccount rules this policy gets as values, and
 	// ruleWithDerived its rule prepared to take them (see sarules.go).
 	derived         []*serviceAccountRule
-	ruleWithDerived rego.PreparedEvalQuery
+	ruleWithDerived ruleQuery
 	params          map[string]any
 	paramsValue     ast.Value
 	guard           *guard
@@ -138,13 +140,13 @@ func Compile(ctx context.Context, bundles []*Bundle, opts Options) (*Program, er
 		}
 		nDerived += len(derived)
 		for i, pol := range b.Manifest.Policies {
-			cp, err := compilePolicy(ctx, compiler, cel, b, i, pol, opts.Params, g)
+			cp, err := compilePolicy(ctx, compiler, cel, b, i, pol, opts, g)
 			if err != nil {
 				return nil, err
 			}
 			if len(derived) > 0 && len(pol.Params) == 0 {
 				cp.derived = derived
-				if cp.ruleWithDerived, err = prepareWithDerived(ctx, compiler, pol.Rule, derived); err != nil {
+				if cp.ruleWithDerived, err = prepareRuleQuery(ctx, compiler, withDerived(pol.Rule, derived), opts.Evaluator); err != nil {
 					return nil, &LoadError{Source: b.Source, File: ManifestFile, Field: fmt.Sprintf("policies[%d].rule", i), Reason: err.Error()}
 				}
 			}
@@ -175,7 +177,8 @@ func Compile(ctx context.Context, bundles []*Bundle, opts Options) (*Program, er
 }
 
 func compilePolicy(ctx context.Context, compiler *ast.Compiler, cel *celCompiler, b *Bundle, i int, pol Policy,
-	config map[string]any, g *guard) (*compiledPolicy, error) {
+	opts Options, g *guard) (*compiledPolicy, error) {
+	config := opts.Params
 	field := fmt.Sprintf("policies[%d]", i)
 	fail := func(f, format string, args ...any) error {
 		return &LoadError{Source: b.Source, File: ManifestFile, Field: field + f,
@@ -190,7 +193,10 @@ func compilePolicy(ctx context.Context, compiler *ast.Compiler, cel *celCompiler
 		cp.conditions = append(cp.conditions, cc)
 		cp.conditionsUseObject = cp.conditionsUseObject || cc.usesObject
 	}
-	rule, err := prepareRule(ctx, compiler, pol.Rule)
+	if err := ruleExists(compiler, pol.Rule); err != nil {
+		return nil, fail(".rule", "%v", err)
+	}
+	rule, err := prepareRuleQuery(ctx, compiler, pol.Rule, opts.Evaluator)
 	if err != nil {
 		return nil, fail(".rule", "%v", err)
 	}
@@ -211,10 +217,18 @@ func compilePolicy(ctx context.Context, compiler *ast.Compiler, cel *celCompiler
 	return cp, nil
 }
 
-func prepareRule(ctx context.Context, compiler *ast.Compiler, ref string) (rego.PreparedEvalQuery, error) {
+// ruleExists checks that the bundles define the rule a policy names.
+func ruleExists(compiler *ast.Compiler, ref string) error {
 	parsed := ast.MustParseRef(ref) // validated at load
 	if len(compiler.GetRulesForVirtualDocument(parsed)) == 0 && len(compiler.GetRulesWithPrefix(parsed)) == 0 {
-		return rego.PreparedEvalQuery{}, fmt.Errorf("no Rego rule %s in the bundles (check the package and rule name)", ref)
+		return fmt.Errorf("no Rego rule %s in the bundles (check the package and rule name)", ref)
+	}
+	return nil
+}
+
+func prepareRule(ctx context.Context, compiler *ast.Compiler, ref string) (rego.PreparedEvalQuery, error) {
+	if err := ruleExists(compiler, ref); err != nil {
+		return rego.PreparedEvalQuery{}, err
 	}
 	return rego.New(
 		rego.Query(ref),

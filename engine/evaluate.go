@@ -393,22 +393,23 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 	if err != nil {
 		return pt, err
 	}
-	input := rego.EvalParsedInput(inputValue)
-	query := cp.rule
+	query := &cp.rule
 	if derived, ok := p.derivedValues(ctx, cp, in); ok {
 		inputValue.(ast.Object).Insert(inputKeys.derived, ast.NewTerm(derived))
-		query = cp.ruleWithDerived
+		query = &cp.ruleWithDerived
 	}
-	rs, err := query.Eval(ctx, input, in.evalCancel(ctx))
+	value, defined, err := query.eval(ctx, inputValue, in)
 	if err != nil {
 		return fail("rule %s: %s", cp.Policy.Rule, deadlineReason(ctx, err))
 	}
-	var value any
-	if len(rs) > 0 && len(rs[0].Expressions) > 0 {
-		value = rs[0].Expressions[0].Value // numbers normalised by regoResult
-	} else {
+	if !defined {
+		value = nil
 		pt.Notes = append(pt.Notes, fmt.Sprintf("rule %s is undefined for this pod: no changes", cp.Policy.Rule))
 	}
+	if opts.Explain && query.plan == nil && query.topdownReason != "" {
+		pt.Notes = append(pt.Notes, fmt.Sprintf("rule %s evaluated by topdown: %s", cp.Policy.Rule, query.topdownReason))
+	}
+	input := rego.EvalParsedInput(inputValue)
 	if opts.Explain && cp.notes != nil {
 		pt.Notes = append(pt.Notes, evalNotes(ctx, *cp.notes, input, in.evalCancel(ctx))...)
 	}

@@ -152,15 +152,15 @@ func compileServiceAccountRules(ctx context.Context, c *ast.Compiler, b *Bundle,
 	return out, nil
 }
 
-// prepareWithDerived prepares a policy's rule with each ServiceAccount rule replaced by
+// withDerived returns a policy's rule query with each ServiceAccount rule replaced by
 // the value passed in input.__derived.rN.
-func prepareWithDerived(ctx context.Context, c *ast.Compiler, rule string, derived []*serviceAccountRule) (rego.PreparedEvalQuery, error) {
+func withDerived(rule string, derived []*serviceAccountRule) string {
 	var q strings.Builder
 	q.WriteString(rule)
 	for _, d := range derived {
 		fmt.Fprintf(&q, " with %s as input.%s.r%d", d.ref, derivedInputKey, d.id)
 	}
-	return rego.New(rego.Query(q.String()), rego.Compiler(c), rego.GenerateJSON(regoResult)).PrepareForEval(ctx)
+	return q.String()
 }
 
 // derivedCache holds ServiceAccount rule values; a nil value means undefined.

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/pod-identity-webhook/pod-identity-webhook/cli"
+	"github.com/pod-identity-webhook/pod-identity-webhook/engine"
 	"github.com/pod-identity-webhook/pod-identity-webhook/internal/upstreamfixture"
 )
 
@@ -80,6 +81,17 @@ func comparePods(t *testing.T, stdout string, want corev1.Pod) {
 	}
 }
 
+// forEachEvaluator runs a fixture once per Rego evaluator (see engine.Evaluator), as
+// subtests name/ir and name/topdown, giving each the flag that chooses it: both must
+// produce upstream's pod.
+func forEachEvaluator(t *testing.T, name string, run func(t *testing.T, evaluatorFlag string)) {
+	t.Run(name, func(t *testing.T) {
+		for _, ev := range engine.Evaluators {
+			t.Run(string(ev), func(t *testing.T) { run(t, "--policy-evaluator="+string(ev)) })
+		}
+	})
+}
+
 // TestUpstreamFixtures runs every golden fixture of the upstream webhook, with the
 // mapping of testdata/upstream/README (fixture annotations → ServiceAccount annotations
 // and flags).
@@ -92,13 +104,13 @@ func TestUpstreamFixtures(t *testing.T) {
 		t.Fatalf("found %d upstream fixtures, want 18", len(fixtures))
 	}
 	for _, fx := range fixtures {
-		t.Run(fx.Name, func(t *testing.T) {
+		forEachEvaluator(t, fx.Name, func(t *testing.T, evaluatorFlag string) {
 			if fx.Skip {
 				t.Skip("fixture marked skip")
 			}
 			sa := map[string]any{"apiVersion": "v1", "kind": "ServiceAccount",
 				"metadata": map[string]any{"name": "default", "namespace": "default", "annotations": fx.ServiceAccountAnnotations}}
-			var args []string
+			args := []string{evaluatorFlag}
 			flags := map[string]string{"injectSTS": "sts-regional-endpoint", "expiration": "token-expiration", "region": "aws-default-region", "mountPath": "token-mount-path"}
 			for key, flag := range flags {
 				if v, ok := fx.Handler[key]; ok {
@@ -154,7 +166,7 @@ func TestOwnFixtures(t *testing.T) {
 		t.Fatalf("found only %d fixtures in testdata/own", len(files))
 	}
 	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
+		forEachEvaluator(t, strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T, evaluatorFlag string) {
 			raw, err := os.ReadFile(f)
 			if err != nil {
 				t.Fatal(err)
@@ -164,7 +176,7 @@ func TestOwnFixtures(t *testing.T) {
 				t.Fatalf("fixture: %v", err)
 			}
 			dir := t.TempDir()
-			args := append([]string{}, fx.Args...)
+			args := append([]string{evaluatorFlag}, fx.Args...)
 			input := func(flag, name string, v any, text string) {
 				switch {
 				case text != "":

@@ -1,0 +1,127 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/pod-identity-webhook/pod-identity-webhook/internal/benchdata"
+)
+
+// The default bundle must stay on the fast path: a change to it that the IR machine
+// cannot run would silently cost 2-5x per admission.
+func TestDefaultBundleRunsOnTheIRMachine(t *testing.T) {
+	for _, ev := range []Evaluator{"", EvaluatorIR, EvaluatorTopdown} {
+		p := compileDefault(t, Options{Params: benchParams, Evaluator: ev})
+		for _, cp := range p.policies {
+			for name, q := range map[string]*ruleQuery{"rule": &cp.rule, "rule with derived": &cp.ruleWithDerived} {
+				if q == &cp.ruleWithDerived && len(cp.derived) == 0 {
+					continue
+				}
+				if planned := q.plan != nil; planned != (ev != EvaluatorTopdown) {
+					t.Errorf("evaluator %q, policy %s, %s: planned %v (%s)", ev, cp.Policy.Name, name, planned, q.topdownReason)
+				}
+			}
+		}
+	}
+}
+
+// A rule the machine cannot run is evaluated by topdown, and explain says so and why.
+func TestUnplannableRuleFallsBackToTopdown(t *testing.T) {
+	b := bundleOf(t, "policies:\n- name: p\n  rule: data.t.mutations\n", map[string]string{"t.rego": `package t
+mutations := [{"op": "set-label", "key": "picked", "value": data.labels[input.object.metadata.name]}]
+`, "labels.rego": `package labels
+app := "one"
+other := "two"
+`})
+	p := compileT(t, b)
+	if p.policies[0].rule.plan != nil {
+		t.Fatal("a rule reading data by a variable key was planned; pick another unplannable construct")
+	}
+	pod := strings.Replace(podJSON, `"name":"p"`, `"name":"app"`, 1)
+	res := evalT(t, p, Request{Object: []byte(pod), Attributes: PodCreate("ns", "")})
+	if len(res.Patch) != 1 || res.Patch[0].Value != "one" {
+		t.Fatalf("patch %+v, want the label set to one", res.Patch)
+	}
+	notes := strings.Join(res.Trace.Policies[0].Notes, "\n")
+	if !strings.Contains(notes, "evaluated by topdown") || !strings.Contains(notes, "CallDynamic") {
+		t.Errorf("explain does not say the rule ran on topdown, and why:\n%s", notes)
+	}
+}
+
+// evaluatorSeeds are pods that take the default bundle's branches: sizes, Windows,
+// env and mounts already present, skipped containers, init containers.
+func evaluatorSeeds() [][]byte {
+	var out [][]byte
+	for _, size := range benchdata.Sizes {
+		b, _ := json.Marshal(benchdata.Pod(size))
+		out = append(out, b)
+	}
+	out = append(out, []byte(podJSON),
+		[]byte(`{"metadata":{"name":"w","annotations":{"eks.amazonaws.com/skip-containers":"side,init","eks.amazonaws.com/token-expiration":"3600"}},
+ "spec":{"nodeSelector":{"kubernetes.io/os":"windows"},"initContainers":[{"name":"init"}],
+  "containers":[{"name":"app","env":[{"name":"AWS_ROLE_ARN","value":"x"},{"name":"AWS_REGION","value":"eu-west-1"}],
+   "volumeMounts":[{"name":"aws-iam-token","mountPath":"/m"}]},{"name":"side"}],
+  "volumes":[{"name":"aws-iam-token","emptyDir":{}}]}}`),
+		[]byte(`{"metadata":{"name":"n","annotations":{"eks.amazonaws.com/token-expiration":"bad"}},"spec":{"containers":[]}}`),
+		[]byte(`{"metadata":{"name":"x","labels":{"beta.kubernetes.io/os":"windows"}},"spec":{"containers":[{"name":"c","env":[{"name":"AWS_WEB_IDENTITY_TOKEN_FILE","valueFrom":{}}]}],"restartPolicy":"Never"}}`))
+	return out
+}
+
+// FuzzEvaluatorsAgree evaluates pods with the default bundle on the IR machine and on
+// topdown: the patches, denials and errors must be the same.
+func FuzzEvaluatorsAgree(f *testing.F) {
+	for i, pod := range evaluatorSeeds() {
+		annotations := []string{"arn:aws:iam::111122223333:role/r", "true", "86400", ""}
+		if i%2 == 1 {
+			annotations = []string{"arn:aws:iam::111122223333:role/other", "false", "600", "app"}
+		}
+		f.Add(pod, annotations[0], annotations[1], annotations[2], annotations[3], i%3 == 0)
+	}
+	f.Add([]byte(podJSON), "", "", "", "", true)
+	ir := compileDefault(f, Options{Params: benchParams, MemoSize: -1})
+	td := compileDefault(f, Options{Params: benchParams, MemoSize: -1, Evaluator: EvaluatorTopdown})
+	f.Fuzz(func(t *testing.T, pod []byte, role, regional, expiration, skip string, credentials bool) {
+		annotations := map[string]string{}
+		for k, v := range map[string]string{"role-arn": role, "sts-regional-endpoints": regional, "token-expiration": expiration, "skip-containers": skip} {
+			if v != "" {
+				annotations["eks.amazonaws.com/"+k] = v
+			}
+		}
+		req := func() Request {
+			r := Request{Object: pod, Attributes: PodCreate("ns", ""),
+				ServiceAccount: &ServiceAccount{Name: "sa", Namespace: "ns", ResourceVersion: "1", Annotations: annotations}}
+			if credentials {
+				r.Identities.ContainerCredentials = &ContainerCredentialsIdentity{Namespace: "ns", ServiceAccount: "sa"}
+			}
+			return r
+		}
+		got, gotErr := ir.Evaluate(context.Background(), req(), EvalOptions{})
+		want, wantErr := td.Evaluate(context.Background(), req(), EvalOptions{})
+		if (gotErr != nil) != (wantErr != nil) {
+			t.Fatalf("error %v, topdown %v", gotErr, wantErr)
+		}
+		if gotErr != nil {
+			return
+		}
+		if deadline := func(r *Result) bool {
+			return slices.ContainsFunc(r.Trace.Policies, func(p PolicyTrace) bool { return strings.Contains(p.Error, "per-request deadline") })
+		}; deadline(got) || deadline(want) {
+			return // a busy fuzzing machine, not an answer
+		}
+		if got.Denied != want.Denied {
+			t.Fatalf("denied %q, topdown %q", got.Denied, want.Denied)
+		}
+		gp, _ := json.Marshal(got.Patch)
+		wp, _ := json.Marshal(want.Patch)
+		if !bytes.Equal(gp, wp) {
+			t.Fatalf("patch\n%s\ntopdown\n%s", gp, wp)
+		}
+		if !slices.EqualFunc(got.Trace.Policies, want.Trace.Policies, func(a, b PolicyTrace) bool { return a.Error == b.Error }) {
+			t.Fatalf("policy errors differ:\n%+v\ntopdown\n%+v", got.Trace.Policies, want.Trace.Policies)
+		}
+	})
+}
