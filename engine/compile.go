@@ -70,13 +70,12 @@ type compiledPolicy struct {
 	conditionsUseObject bool
 	rule                ruleQuery
 	notes               *rego.PreparedEvalQuery
-	// derived are the bundle's ServiceAccount rules this policy gets as values, and
-	// ruleWithDerived its rule prepared to take them (see sarules.go).
-	derived         []*serviceAccountRule
-	ruleWithDerived ruleQuery
-	params          map[string]any
-	paramsValue     ast.Value
-	guard           *guard
+	// derived are the bundle's ServiceAccount rules this policy gets as values (see
+	// sarules.go and ruleQuery.takeDerived).
+	derived     []*serviceAccountRule
+	params      map[string]any
+	paramsValue ast.Value
+	guard       *guard
 }
 
 func (cp *compiledPolicy) onError() OnError {
@@ -146,7 +145,7 @@ func Compile(ctx context.Context, bundles []*Bundle, opts Options) (*Program, er
 			}
 			if len(derived) > 0 && len(pol.Params) == 0 {
 				cp.derived = derived
-				if cp.ruleWithDerived, err = prepareRuleQuery(ctx, compiler, withDerived(pol.Rule, derived), opts.Evaluator); err != nil {
+				if err := cp.rule.takeDerived(ctx, compiler, pol.Rule, derived); err != nil {
 					return nil, &LoadError{Source: b.Source, File: ManifestFile, Field: fmt.Sprintf("policies[%d].rule", i), Reason: err.Error()}
 				}
 			}

@@ -394,11 +394,8 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 		return pt, err
 	}
 	query := &cp.rule
-	if derived, ok := p.derivedValues(ctx, cp, in); ok {
-		inputValue.(ast.Object).Insert(inputKeys.derived, ast.NewTerm(derived))
-		query = &cp.ruleWithDerived
-	}
-	value, defined, err := query.eval(ctx, inputValue, in)
+	derived, _ := p.derivedValues(ctx, cp, in)
+	value, defined, err := query.eval(ctx, inputValue, derived, in)
 	if err != nil {
 		return fail("rule %s: %s", cp.Policy.Rule, deadlineReason(ctx, err))
 	}
@@ -456,21 +453,22 @@ func appendShared(list, ops []Op) []Op {
 	return append(list, ops...)
 }
 
-// derivedValues returns the policy's ServiceAccount rule values as the object passed
-// in input.__derived, or false when the policy must be evaluated as written.
-func (p *Program) derivedValues(ctx context.Context, cp *compiledPolicy, in *requestInput) (ast.Value, bool) {
+// derivedValues returns the policy's ServiceAccount rule values, in cp.derived's
+// order, or false when the policy must be evaluated as written (a rule is undefined or
+// failed for this ServiceAccount).
+func (p *Program) derivedValues(ctx context.Context, cp *compiledPolicy, in *requestInput) ([]*ast.Term, bool) {
 	if len(cp.derived) == 0 {
 		return nil, false
 	}
-	obj := ast.NewObject()
+	values := make([]*ast.Term, 0, len(cp.derived))
 	for _, r := range cp.derived {
 		v, ok := p.derived.value(ctx, r, in)
 		if !ok {
 			return nil, false
 		}
-		obj.Insert(r.inputKey, ast.NewTerm(v))
+		values = append(values, ast.NewTerm(v))
 	}
-	return obj, true
+	return values, true
 }
 
 // evalNotes evaluates a policy's notes rule; its failure is itself a note, since notes

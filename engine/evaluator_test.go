@@ -17,13 +17,16 @@ func TestDefaultBundleRunsOnTheIRMachine(t *testing.T) {
 	for _, ev := range []Evaluator{"", EvaluatorIR, EvaluatorTopdown} {
 		p := compileDefault(t, Options{Params: benchParams, Evaluator: ev})
 		for _, cp := range p.policies {
-			for name, q := range map[string]*ruleQuery{"rule": &cp.rule, "rule with derived": &cp.ruleWithDerived} {
-				if q == &cp.ruleWithDerived && len(cp.derived) == 0 {
-					continue
-				}
-				if planned := q.plan != nil; planned != (ev != EvaluatorTopdown) {
-					t.Errorf("evaluator %q, policy %s, %s: planned %v (%s)", ev, cp.Policy.Name, name, planned, q.topdownReason)
-				}
+			if planned := cp.rule.plan != nil; planned != (ev != EvaluatorTopdown) {
+				t.Errorf("evaluator %q, policy %s: planned %v (%s)", ev, cp.Policy.Name, planned, cp.rule.topdownReason)
+			}
+			if len(cp.derived) == 0 {
+				t.Errorf("policy %s takes no ServiceAccount rule values", cp.Policy.Name)
+			}
+			// Each derived rule is one the plan evaluates, so its value is taken, not
+			// computed again.
+			if cp.rule.plan != nil && (len(cp.rule.derivedRules) != len(cp.derived) || slices.Contains(cp.rule.derivedRules, -1)) {
+				t.Errorf("policy %s: derived rules %v in the plan, for %d rules", cp.Policy.Name, cp.rule.derivedRules, len(cp.derived))
 			}
 		}
 	}

@@ -32,6 +32,14 @@ type ruleQuery struct {
 	plan     *irvm.Query
 	// topdownReason says why plan is nil; empty when topdown was asked for.
 	topdownReason string
+
+	// derived are the ServiceAccount rules whose values a request may give (see
+	// takeDerived); preparedWithDerived is the rule with them replaced by
+	// input.__derived.rN for topdown, and derivedRules their ids in plan (-1: the plan
+	// does not evaluate that rule).
+	derived             []*serviceAccountRule
+	preparedWithDerived rego.PreparedEvalQuery
+	derivedRules        []int
 }
 
 func prepareRuleQuery(ctx context.Context, compiler *ast.Compiler, query string, evaluator Evaluator) (ruleQuery, error) {
@@ -55,18 +63,57 @@ func prepareRuleQuery(ctx context.Context, compiler *ast.Compiler, query string,
 	return rq, nil
 }
 
-// eval returns the rule's value as Go values (numbers normalised by regoToGo), and
-// false when the rule is undefined.
-func (q *ruleQuery) eval(ctx context.Context, input ast.Value, in *requestInput) (any, bool, error) {
+// takeDerived prepares the rule to take the values of the ServiceAccount rules derived
+// (computed once per ServiceAccount version, see sarules.go) instead of evaluating them:
+// topdown through a query that replaces each with `with`, the plan by overriding them.
+func (q *ruleQuery) takeDerived(ctx context.Context, compiler *ast.Compiler, rule string, derived []*serviceAccountRule) error {
+	prepared, err := rego.New(rego.Query(withDerived(rule, derived)), rego.Compiler(compiler), rego.GenerateJSON(regoResult)).PrepareForEval(ctx)
+	if err != nil {
+		return err
+	}
+	q.derived, q.preparedWithDerived = derived, prepared
 	if q.plan != nil {
-		v, ok, err := q.plan.Eval(ctx, input)
+		q.derivedRules = make([]int, len(derived))
+		for i, d := range derived {
+			id, ok := q.plan.Rule(d.ref)
+			if !ok {
+				id = -1
+			}
+			q.derivedRules[i] = id
+		}
+	}
+	return nil
+}
+
+// eval returns the rule's value as Go values (numbers normalised by regoToGo), and
+// false when the rule is undefined. derived are the values of q.derived, nil when the
+// rule must compute them.
+func (q *ruleQuery) eval(ctx context.Context, input ast.Value, derived []*ast.Term, in *requestInput) (any, bool, error) {
+	if q.plan != nil {
+		var buf [8]irvm.Override
+		overrides := buf[:0]
+		for i, v := range derived {
+			if id := q.derivedRules[i]; id >= 0 {
+				overrides = append(overrides, irvm.Override{Rule: id, Value: v})
+			}
+		}
+		v, ok, err := q.plan.Eval(ctx, input, overrides...)
 		if err != nil || !ok {
 			return nil, false, err
 		}
 		g, err := regoToGo(v)
 		return g, err == nil, err
 	}
-	rs, err := q.prepared.Eval(ctx, rego.EvalParsedInput(input), in.evalCancel(ctx))
+	prepared := q.prepared
+	if derived != nil {
+		values := ast.NewObject()
+		for i, v := range derived {
+			values.Insert(q.derived[i].inputKey, v)
+		}
+		input.(ast.Object).Insert(inputKeys.derived, ast.NewTerm(values))
+		prepared = q.preparedWithDerived
+	}
+	rs, err := prepared.Eval(ctx, rego.EvalParsedInput(input), in.evalCancel(ctx))
 	if err != nil {
 		return nil, false, err
 	}

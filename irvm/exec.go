@@ -29,7 +29,11 @@ type machine struct {
 	q     *Query
 	ctx   context.Context
 	stack []*ast.Term // frames of the calls in progress
+	high  int         // the most of stack used, cleared on release
 	memo  []memoEntry // per function id
+	// overrides are the rule values Eval was given; they hold inside with statements
+	// too, as a query's with on a rule does.
+	overrides []Override
 	ret   *ast.Term   // the value a ReturnLocal returned
 	out   *ast.Term   // a built-in's answer
 	onOut func(*ast.Term) error
@@ -38,6 +42,16 @@ type machine struct {
 	steps int
 	err   error
 	first *ast.Term // the first result added
+}
+
+// override puts the overrides in the memo, where a rule's value is kept after its
+// first call (see function.memo): an overridden rule is never called.
+func (m *machine) override() {
+	for _, o := range m.overrides {
+		if o.Rule >= 0 && o.Rule < len(m.memo) && m.q.funcs[o.Rule].memo {
+			m.memo[o.Rule] = memoEntry{done: true, v: o.Value}
+		}
+	}
 }
 
 type memoEntry struct {
@@ -54,13 +68,18 @@ func newMachine(q *Query) *machine {
 	return m
 }
 
-// Eval runs the query with input and returns the value of its first expression in its
-// first result, and false when the query is undefined. Errors are the ones topdown
-// reports as errors: conflicts (a rule or key with two values), built-in halts, and the
-// context's end. Built-in errors make the call undefined, as topdown does by default.
-func (q *Query) Eval(ctx context.Context, input ast.Value) (ast.Value, bool, error) {
+// Eval runs the query with input and the rule values given, and returns the value of
+// its first expression in its first result, and false when the query is undefined.
+// Errors are the ones topdown reports as errors: conflicts (a rule or key with two
+// values), built-in halts, and the context's end. Built-in errors make the call
+// undefined, as topdown does by default.
+func (q *Query) Eval(ctx context.Context, input ast.Value, overrides ...Override) (ast.Value, bool, error) {
 	m := q.pool.Get().(*machine)
 	defer m.release()
+	// A rule's value is kept after its first call (see function.memo); an override is
+	// a value kept before it.
+	m.overrides = overrides
+	m.override()
 	m.ctx = ctx
 	m.bctx = topdown.BuiltinContext{Context: ctx}
 	if err := ctx.Err(); err != nil {
@@ -93,10 +112,10 @@ func (q *Query) Eval(ctx context.Context, input ast.Value) (ast.Value, bool, err
 var emptyData = ast.NewTerm(ast.NewObject())
 
 func (m *machine) release() {
-	clear(m.stack[:cap(m.stack)])
-	m.stack = m.stack[:0]
+	clear(m.stack[:m.high])
+	m.stack, m.high = m.stack[:0], 0
 	clear(m.memo)
-	m.ret, m.out, m.first, m.err, m.ctx = nil, nil, nil, nil, nil
+	m.ret, m.out, m.first, m.err, m.ctx, m.overrides = nil, nil, nil, nil, nil, nil
 	clear(m.args[:cap(m.args)])
 	m.args = m.args[:0]
 	m.bctx = topdown.BuiltinContext{}
@@ -112,6 +131,7 @@ func (m *machine) push(n int) []*ast.Term {
 		m.stack = append(make([]*ast.Term, 0, 2*cap(m.stack)+n), m.stack...)
 	}
 	m.stack = m.stack[:base+n]
+	m.high = max(m.high, base+n)
 	f := m.stack[base : base+n : base+n]
 	clear(f)
 	return f
@@ -212,6 +232,7 @@ func (m *machine) exec(b *block, f []*ast.Term) int {
 			saved, savedMemo := f[in.target], m.memo
 			f[in.target] = upsert(saved, in.path, val(f, in.a))
 			m.memo = make([]memoEntry, len(m.q.funcs))
+			m.override()
 			c := m.exec(in.block, f)
 			f[in.target], m.memo = saved, savedMemo
 			switch {
@@ -421,7 +442,6 @@ func (m *machine) callBuiltin(in *inst, f []*ast.Term) (*ast.Term, int) {
 	}
 	ops := m.args[base:len(m.args):len(m.args)]
 	m.out = nil
-	m.bctx.Location = nil
 	err := in.bi.f(m.bctx, ops, m.onOut)
 	clear(ops)
 	m.args = m.args[:base]

@@ -31,8 +31,27 @@ type Query struct {
 	blocks  []*block // the plan's
 	nlocals int      // the plan's frame size
 	funcs   []*function
-	files   []string  // source files, for error locations
-	pool    sync.Pool // of *machine
+	files   []string             // source files, for error locations
+	rules   map[string]*function // the rules (functions of input and data) by ref
+	pool    sync.Pool            // of *machine
+}
+
+// Override gives a rule's value for one evaluation, as `with <rule> as <value>` would:
+// the rule is not evaluated, and everything that reads it sees Value.
+type Override struct {
+	Rule  int // from Query.Rule
+	Value *ast.Term
+}
+
+// Rule returns the id of the rule ref (data.a.b) for an Override, and false when the
+// plan does not evaluate that rule (the query does not depend on it) or it takes
+// arguments.
+func (q *Query) Rule(ref string) (int, bool) {
+	fn, ok := q.rules[ref]
+	if !ok {
+		return 0, false
+	}
+	return fn.id, true
 }
 
 type function struct {
@@ -176,7 +195,7 @@ func load(policy *ir.Policy) (*Query, error) {
 			l.strings = append(l.strings, ast.StringTerm(s.Value))
 		}
 	}
-	q := &Query{}
+	q := &Query{rules: map[string]*function{}}
 	if policy.Static != nil {
 		for _, f := range policy.Static.Files {
 			q.files = append(q.files, f.Value)
@@ -194,6 +213,11 @@ func load(policy *ir.Policy) (*Query, error) {
 		}
 		l.funcs[f.Name] = fn
 		q.funcs = append(q.funcs, fn)
+		// The planner names a rule's function g<N>.<ref>, N counting the with
+		// statements planned before it; the query's own rules are generation 0.
+		if ref, ok := strings.CutPrefix(f.Name, "g0."); ok && fn.memo {
+			q.rules[ref] = fn
+		}
 	}
 	for i, f := range funcs {
 		fn := q.funcs[i]

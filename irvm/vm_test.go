@@ -280,6 +280,39 @@ func TestAgreementCasesRunEveryStatement(t *testing.T) {
 	}
 }
 
+// An override is what a query's with on the rule gives, in with statements too.
+func TestOverrideIsWith(t *testing.T) {
+	c := compile(t, `package p
+base := input.x
+derived := base * 2
+parts[k] := v if { some k, v in input.parts }
+inner := y if y := derived with input.x as 100
+whole := data.p.parts
+out := [derived, inner, whole, parts.a]
+`)
+	q, err := Prepare(context.Background(), c, "data.p.out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, ok := q.Rule("data.p.base")
+	parts, ok2 := q.Rule("data.p.parts")
+	if !ok || !ok2 {
+		t.Fatalf("rules not found: %v %v", ok, ok2)
+	}
+	if _, ok := q.Rule("data.p.missing"); ok {
+		t.Fatal("a rule the query does not read was found")
+	}
+	for _, in := range []string{`{"x": 3, "parts": {"a": 1}}`, `{"x": 3, "parts": {"b": 1}}`, `{}`} {
+		input := ast.MustParseTerm(in).Value
+		want, wantOK, wantErr := topdownEval(t, c, `data.p.out with data.p.base as 7 with data.p.parts as {"a": "over"}`, input)
+		got, ok, err := q.Eval(context.Background(), input,
+			Override{Rule: base, Value: ast.IntNumberTerm(7)}, Override{Rule: parts, Value: ast.MustParseTerm(`{"a": "over"}`)})
+		if err != nil || wantErr != nil || ok != wantOK || (ok && ast.Compare(got, want) != 0) {
+			t.Errorf("input %s: got %v %v %v, topdown %v %v %v", in, got, ok, err, want, wantOK, wantErr)
+		}
+	}
+}
+
 func TestPrepareRefusesWhatItCannotRun(t *testing.T) {
 	for _, tc := range []struct{ rego, query, reason string }{
 		{"package p\nr := time.now_ns()\n", "data.p.r", "not deterministic"},
