@@ -22,14 +22,14 @@ var allocGuards = []struct {
 	max      float64
 	maxBytes float64
 }{
-	{benchdata.Small, true, "miss", 900, 52 << 10},
+	{benchdata.Small, true, "miss", 520, 33 << 10},
 	{benchdata.Small, true, "hit", 75, 6 << 10},
-	{benchdata.Typical, true, "miss", 1130, 74 << 10},
-	{benchdata.Typical, true, "cold", 1270, 80 << 10},
+	{benchdata.Typical, true, "miss", 760, 56 << 10},
+	{benchdata.Typical, true, "cold", 890, 63 << 10},
 	{benchdata.Typical, true, "hit", 75, 6 << 10},
 	{benchdata.Typical, false, "miss", 70, 6 << 10},
-	{benchdata.Big, true, "miss", 1260, 94 << 10},
-	{benchdata.Big, true, "cold", 2030, 164 << 10},
+	{benchdata.Big, true, "miss", 890, 77 << 10},
+	{benchdata.Big, true, "cold", 1660, 146 << 10},
 	{benchdata.Big, true, "hit", 75, 6 << 10},
 }
 
