@@ -395,7 +395,11 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 	}
 	query := &cp.rule
 	derived, _ := p.derivedValues(ctx, cp, in)
-	value, defined, err := query.eval(ctx, inputValue, derived, in)
+	value, defined, machineFailure, err := query.eval(ctx, inputValue, derived, in)
+	if machineFailure != nil {
+		pt.MachineFailure = machineFailure.Error()
+		pt.Notes = append(pt.Notes, fmt.Sprintf("rule %s evaluated by topdown: %v", cp.Policy.Rule, machineFailure))
+	}
 	if err != nil {
 		return fail("rule %s: %s", cp.Policy.Rule, deadlineReason(ctx, err))
 	}

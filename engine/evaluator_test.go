@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/types"
 	"slices"
 	"strings"
 	"testing"
@@ -127,4 +130,36 @@ func FuzzEvaluatorsAgree(f *testing.F) {
 			t.Fatalf("policy errors differ:\n%+v\ntopdown\n%+v", got.Trace.Policies, want.Trace.Policies)
 		}
 	})
+}
+
+func init() {
+	// Panics on the IR machine only: topdown gives built-ins a metrics registry, the
+	// machine does not. A stand-in for a bug of the machine.
+	rego.RegisterBuiltin1(&rego.Function{Name: "engine_test.machine_only_panic", Decl: types.NewFunction(types.Args(types.S), types.S)},
+		func(bctx rego.BuiltinContext, s *ast.Term) (*ast.Term, error) {
+			if bctx.Metrics == nil {
+				panic("engine_test.machine_only_panic")
+			}
+			return s, nil
+		})
+}
+
+// When the IR machine fails on a rule, the rule is evaluated by topdown: the pod gets
+// the policy's answer, and the trace (hence the log line and the metric) says so.
+func TestMachineFailureFallsBackToTopdown(t *testing.T) {
+	b := bundleOf(t, "policies:\n- name: p\n  rule: data.t.mutations\n", map[string]string{"t.rego": `package t
+mutations := [{"op": "set-label", "key": "picked", "value": engine_test.machine_only_panic("yes")}]
+`})
+	p := compileT(t, b)
+	if p.policies[0].rule.plan == nil {
+		t.Fatalf("the rule was not planned: %s", p.policies[0].rule.topdownReason)
+	}
+	res := evalT(t, p, Request{Object: []byte(podJSON), Attributes: PodCreate("ns", "")})
+	pt := res.Trace.Policies[0]
+	if pt.Error != "" || len(res.Patch) != 1 || res.Patch[0].Value != "yes" {
+		t.Fatalf("error %q, patch %+v; want the label set by topdown", pt.Error, res.Patch)
+	}
+	if !strings.Contains(pt.MachineFailure, "engine_test.machine_only_panic") || !strings.Contains(strings.Join(pt.Notes, "\n"), "evaluated by topdown") {
+		t.Errorf("the trace does not report the machine's failure: %+v", pt)
+	}
 }

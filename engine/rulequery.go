@@ -87,23 +87,37 @@ func (q *ruleQuery) takeDerived(ctx context.Context, compiler *ast.Compiler, rul
 
 // eval returns the rule's value as Go values (numbers normalised by regoToGo), and
 // false when the rule is undefined. derived are the values of q.derived, nil when the
-// rule must compute them.
-func (q *ruleQuery) eval(ctx context.Context, input ast.Value, derived []*ast.Term, in *requestInput) (any, bool, error) {
+// rule must compute them. machineFailure is set when the IR machine failed (a bug of
+// the machine): the value is then topdown's.
+func (q *ruleQuery) eval(ctx context.Context, input ast.Value, derived []*ast.Term, in *requestInput) (value any, defined bool, machineFailure, err error) {
 	if q.plan != nil {
-		var buf [8]irvm.Override
-		overrides := buf[:0]
-		for i, v := range derived {
-			if id := q.derivedRules[i]; id >= 0 {
-				overrides = append(overrides, irvm.Override{Rule: id, Value: v})
-			}
+		value, defined, err = q.evalPlan(ctx, input, derived)
+		if !errors.Is(err, irvm.ErrInternal) {
+			return value, defined, nil, err
 		}
-		v, ok, err := q.plan.Eval(ctx, input, overrides...)
-		if err != nil || !ok {
-			return nil, false, err
-		}
-		g, err := regoToGo(v)
-		return g, err == nil, err
+		machineFailure = err
 	}
+	value, defined, err = q.evalTopdown(ctx, input, derived, in)
+	return value, defined, machineFailure, err
+}
+
+func (q *ruleQuery) evalPlan(ctx context.Context, input ast.Value, derived []*ast.Term) (any, bool, error) {
+	var buf [8]irvm.Override
+	overrides := buf[:0]
+	for i, v := range derived {
+		if id := q.derivedRules[i]; id >= 0 {
+			overrides = append(overrides, irvm.Override{Rule: id, Value: v})
+		}
+	}
+	v, ok, err := q.plan.Eval(ctx, input, overrides...)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	g, err := regoToGo(v)
+	return g, err == nil, err
+}
+
+func (q *ruleQuery) evalTopdown(ctx context.Context, input ast.Value, derived []*ast.Term, in *requestInput) (any, bool, error) {
 	prepared := q.prepared
 	if derived != nil {
 		values := ast.NewObject()

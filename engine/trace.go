@@ -39,7 +39,10 @@ type PolicyTrace struct {
 	Ops        []Op             `json:"ops,omitempty"`
 	Notes      []string         `json:"notes,omitempty"`
 	Error      string           `json:"error,omitempty"`
-	Duration   time.Duration    `json:"durationNanoseconds"`
+	// MachineFailure is set when the IR machine failed on the rule (a bug of the
+	// machine, see irvm.ErrInternal); the rule was then evaluated by topdown.
+	MachineFailure string        `json:"machineFailure,omitempty"`
+	Duration       time.Duration `json:"durationNanoseconds"`
 }
 
 // ConditionTrace is one evaluated match condition.

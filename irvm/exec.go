@@ -73,9 +73,17 @@ func newMachine(q *Query) *machine {
 // Errors are the ones topdown reports as errors: conflicts (a rule or key with two
 // values), built-in halts, and the context's end. Built-in errors make the call
 // undefined, as topdown does by default.
-func (q *Query) Eval(ctx context.Context, input ast.Value, overrides ...Override) (ast.Value, bool, error) {
+func (q *Query) Eval(ctx context.Context, input ast.Value, overrides ...Override) (_ ast.Value, _ bool, err error) {
 	m := q.pool.Get().(*machine)
-	defer m.release()
+	defer func() {
+		// A panic here is a bug of the machine, not of the policy: the caller gets an
+		// ErrInternal and can evaluate the rule another way.
+		if v := recover(); v != nil {
+			err = fmt.Errorf("%w: %v", ErrInternal, v)
+			m = newMachine(q) // the panicked one's state is unknown: not pooled again
+		}
+		m.release()
+	}()
 	// A rule's value is kept after its first call (see function.memo); an override is
 	// a value kept before it.
 	m.overrides = overrides
@@ -316,15 +324,15 @@ func (m *machine) exec(b *block, f []*ast.Term) int {
 		case opResetLocal:
 			f[in.target] = nil
 		case opArrayAppend:
-			arr, ok := f[in.target].Value.(*ast.Array)
+			arr, ok := valueOf(f[in.target]).(*ast.Array)
 			if !ok {
-				return m.fail(in, "array append to %s", ast.ValueName(f[in.target].Value))
+				return m.fail(in, "array append to %s", valueName(f[in.target]))
 			}
 			f[in.target] = ast.NewTerm(arr.Append(val(f, in.a)))
 		case opObjectInsert, opObjectInsertOnce:
-			obj, ok := f[in.target].Value.(ast.Object)
+			obj, ok := valueOf(f[in.target]).(ast.Object)
 			if !ok {
-				return m.fail(in, "object insert into %s", ast.ValueName(f[in.target].Value))
+				return m.fail(in, "object insert into %s", valueName(f[in.target]))
 			}
 			k, v := val(f, in.a), val(f, in.b)
 			if in.op == opObjectInsertOnce {
@@ -339,9 +347,9 @@ func (m *machine) exec(b *block, f []*ast.Term) int {
 		case opObjectMerge:
 			f[in.target] = merge(f[in.a.local], f[in.b.local])
 		case opSetAdd:
-			set, ok := f[in.target].Value.(ast.Set)
+			set, ok := valueOf(f[in.target]).(ast.Set)
 			if !ok {
-				return m.fail(in, "set add to %s", ast.ValueName(f[in.target].Value))
+				return m.fail(in, "set add to %s", valueName(f[in.target]))
 			}
 			set.Add(val(f, in.a))
 		}
@@ -498,6 +506,20 @@ func length(t *ast.Term) int {
 		return utf8.RuneCountInString(string(v))
 	}
 	return 0
+}
+
+func valueOf(t *ast.Term) ast.Value {
+	if t == nil {
+		return nil
+	}
+	return t.Value
+}
+
+func valueName(t *ast.Term) string {
+	if t == nil {
+		return "an undefined local"
+	}
+	return ast.ValueName(t.Value)
 }
 
 func isArray(v ast.Value) bool  { _, ok := v.(*ast.Array); return ok }

@@ -136,6 +136,10 @@ type builtin struct {
 // ErrUnsupported wraps the reason a query cannot be run by the machine.
 var ErrUnsupported = errors.New("not supported by the IR machine")
 
+// ErrInternal wraps a failure of the machine itself (a panic while running a plan);
+// the query's answer is then unknown, not wrong.
+var ErrInternal = errors.New("IR machine failure")
+
 // planCapture hands the plan of the query being prepared from OPA's target-plugin hook
 // to Prepare. OPA has no other public way to get a plan for a compiled query; the hook
 // is global, so preparations take turns (they happen at policy load, never per request).

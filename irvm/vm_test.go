@@ -9,6 +9,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/types"
 )
 
 // A case's query is evaluated on each input by topdown and by the machine, which must
@@ -402,4 +403,32 @@ func BenchmarkEval(b *testing.B) {
 			}
 		}
 	})
+}
+
+func init() {
+	rego.RegisterBuiltin1(&rego.Function{Name: "irvm_test.panic", Decl: types.NewFunction(types.Args(types.N), types.N)},
+		func(_ rego.BuiltinContext, n *ast.Term) (*ast.Term, error) {
+			if n.Value.Compare(ast.Number("0")) == 0 {
+				panic("irvm_test.panic(0)")
+			}
+			return n, nil
+		})
+}
+
+// A panic while running a plan is the machine's failure, reported as ErrInternal, and
+// the machine it happened on is not used again.
+func TestPanicIsAnInternalError(t *testing.T) {
+	q, err := Prepare(context.Background(), compile(t, "package p\nr := irvm_test.panic(input.n)\n"), "data.p.r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := q.Eval(context.Background(), ast.MustParseTerm(`{"n": 0}`).Value); !errors.Is(err, ErrInternal) || !strings.Contains(err.Error(), "irvm_test.panic(0)") {
+		t.Fatalf("error %v, want ErrInternal with the panic", err)
+	}
+	for range 3 {
+		got, ok, err := q.Eval(context.Background(), ast.MustParseTerm(`{"n": 2}`).Value)
+		if err != nil || !ok || ast.Compare(got, ast.Number("2")) != 0 {
+			t.Fatalf("after a panic: %v %v %v", got, ok, err)
+		}
+	}
 }

@@ -32,6 +32,7 @@ type Metrics struct {
 	Admissions         *prometheus.CounterVec   // pod_identity_webhook_admissions_total{result,reason}
 	PolicyDuration     *prometheus.HistogramVec // pod_identity_webhook_policy_evaluation_duration_seconds{bundle,policy}
 	PolicyErrors       *prometheus.CounterVec   // pod_identity_webhook_policy_errors_total{bundle,policy}
+	MachineFailures    *prometheus.CounterVec   // pod_identity_webhook_ir_machine_failures_total{bundle,policy}
 	BundleGeneration   prometheus.Gauge         // pod_identity_webhook_bundle_generation
 	BundleLoadFailures *prometheus.CounterVec   // pod_identity_webhook_bundle_load_failures_total{source}
 	BundleActive       *prometheus.GaugeVec     // pod_identity_webhook_bundle_active{bundle,source}
@@ -80,6 +81,9 @@ func New() *Metrics {
 		PolicyErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pod_identity_webhook_policy_errors_total", Help: "Policy failures at admission (CEL or Rego errors, deadline, refused mutations).",
 		}, []string{"bundle", "policy"}),
+		MachineFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pod_identity_webhook_ir_machine_failures_total", Help: "Rules the IR machine failed on (a bug of the machine; the rule was evaluated by topdown instead).",
+		}, []string{"bundle", "policy"}),
 		BundleGeneration: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pod_identity_webhook_bundle_generation", Help: "Generation number of the active policy bundles; goes up on every successful reload.",
 		}),
@@ -109,7 +113,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.HTTPRequestCount, m.HTTPRequestLatencies, m.HTTPRequestDuration, m.PodCount, m.MissingSACount, m.Used,
-		m.AdmissionDuration, m.Admissions, m.PolicyDuration, m.PolicyErrors, m.BundleGeneration,
+		m.AdmissionDuration, m.Admissions, m.PolicyDuration, m.PolicyErrors, m.MachineFailures, m.BundleGeneration,
 		m.BundleLoadFailures, m.BundleActive, m.SACacheMisses, m.SAGraceWaits, m.SAFetches, m.SourceUpdates, m.SourceProblems,
 	)
 	return m

@@ -359,6 +359,14 @@ func logAdmission(out outcome, elapsed time.Duration) {
 		klog.ErrorS(d.ServiceAccountError, "reading the ServiceAccount failed; the pod was evaluated without it",
 			"uid", out.uid, "namespace", d.Namespace, "serviceAccount", d.ServiceAccount)
 	}
+	if d != nil && d.Result != nil {
+		for _, p := range d.Result.Trace.Policies {
+			if p.MachineFailure != "" {
+				klog.ErrorS(nil, "the IR machine failed on a rule, which was evaluated by topdown instead; please report it with the policy",
+					"uid", out.uid, "bundle", p.Bundle, "policy", p.Policy, "failure", p.MachineFailure)
+			}
+		}
+	}
 	// The level first: the line of an ordinary admission is not written at the default
 	// verbosity, and building its fields cost a kilobyte per request.
 	policyFailed := d != nil && hasFailedPolicy(d)

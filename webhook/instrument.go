@@ -33,6 +33,9 @@ func recordAdmission(m *metrics.Metrics, out outcome, elapsed time.Duration) {
 		if p.Error != "" {
 			m.PolicyErrors.WithLabelValues(p.Bundle, p.Policy).Inc()
 		}
+		if p.MachineFailure != "" {
+			m.MachineFailures.WithLabelValues(p.Bundle, p.Policy).Inc()
+		}
 		// Like upstream, a pod counts once its identity mode is selected, even when it
 		// already had everything; a denied pod got nothing, so it does not count.
 		if method, ok := podCountMethods[p.Policy]; ok && d.Allowed && p.Bundle == defaultBundle && p.Matched && p.Error == "" {
