@@ -58,6 +58,7 @@ FUZZ_TARGETS := \
 	./engine/:FuzzShallowDecoders \
 	./engine/:FuzzReadPodRef \
 	./engine/:FuzzEvaluatorsAgree \
+	./irvm/:FuzzMachineAgreesWithTopdown \
 	./sources/:FuzzParseRoleMappings \
 	./sources/:FuzzParseIdentities \
 	./builtins/:FuzzParseBool \

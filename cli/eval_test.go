@@ -192,3 +192,39 @@ func TestPartitionForRegion(t *testing.T) {
 		}
 	}
 }
+
+// Each example site bundle runs on the IR machine (no rule falls back to topdown) and
+// gives the pod topdown gives.
+func TestExamplesAgreeAcrossEvaluators(t *testing.T) {
+	dirs, err := filepath.Glob("../examples/*")
+	if err != nil || len(dirs) < 4 {
+		t.Fatalf("examples: %v %v", dirs, err)
+	}
+	for _, dir := range dirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			args := []string{"eval", "--bundle", dir, "--pod", filepath.Join(dir, "pod.yaml"),
+				"--service-account", filepath.Join(dir, "serviceaccount.yaml")}
+			if _, err := os.Stat(filepath.Join(dir, "namespace.yaml")); err == nil {
+				args = append(args, "--namespace", filepath.Join(dir, "namespace.yaml"))
+			}
+			out := map[string]string{}
+			for _, ev := range []string{"ir", "topdown"} {
+				code, stdout, stderr := run(t, "", append(args, "--policy-evaluator="+ev, "-o", "json")...)
+				if code != 0 {
+					t.Fatalf("%s: exit %d: %s", ev, code, stderr)
+				}
+				out[ev] = stdout
+			}
+			if out["ir"] != out["topdown"] {
+				t.Errorf("the evaluators disagree:\nir:\n%s\ntopdown:\n%s", out["ir"], out["topdown"])
+			}
+			_, explain, _ := run(t, "", append(args, "-o", "explain")...)
+			if strings.Contains(explain, "evaluated by topdown") {
+				t.Errorf("a rule of the example fell back to topdown:\n%s", explain)
+			}
+			if !strings.Contains(explain, "AWS_ROLE_ARN") {
+				t.Errorf("explain shows no identity:\n%s", explain)
+			}
+		})
+	}
+}

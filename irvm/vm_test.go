@@ -432,3 +432,65 @@ func TestPanicIsAnInternalError(t *testing.T) {
 		}
 	}
 }
+
+// FuzzMachineAgreesWithTopdown evaluates the agreement cases' queries on arbitrary
+// inputs: the machine and topdown must agree on each.
+func FuzzMachineAgreesWithTopdown(f *testing.F) {
+	type prepared struct {
+		c *ast.Compiler
+		q *Query
+	}
+	cases := make([]prepared, len(agreementCases))
+	for i, tc := range agreementCases {
+		c := compile(f, tc.rego)
+		q, err := Prepare(context.Background(), c, tc.query)
+		if err != nil {
+			f.Fatal(err)
+		}
+		cases[i] = prepared{c, q}
+		for _, in := range tc.inputs {
+			f.Add(uint8(i), in)
+		}
+	}
+	f.Fuzz(func(t *testing.T, which uint8, in string) {
+		i := int(which) % len(agreementCases)
+		term, err := ast.ParseTerm(in)
+		if err != nil || !isData(term.Value) {
+			return // an input is data: no refs, calls or comprehensions
+		}
+		want, wantOK, wantErr := topdownEval(t, cases[i].c, agreementCases[i].query, term.Value)
+		got, ok, err := cases[i].q.Eval(context.Background(), term.Value)
+		switch {
+		case (err != nil) != (wantErr != nil):
+			t.Fatalf("case %q, input %s: error %v, topdown %v", agreementCases[i].name, in, err, wantErr)
+		case ok != wantOK:
+			t.Fatalf("case %q, input %s: defined %v (%v), topdown %v (%v)", agreementCases[i].name, in, ok, got, wantOK, want)
+		case ok && ast.Compare(got, want) != 0:
+			t.Fatalf("case %q, input %s:\n got %v\nwant %v", agreementCases[i].name, in, got, want)
+		}
+	})
+}
+
+// isData reports whether v is made of scalars, arrays, objects and sets only, as the
+// engine's input is.
+func isData(v ast.Value) bool {
+	ok := true
+	switch x := v.(type) {
+	case ast.Null, ast.Boolean, ast.Number, ast.String:
+	case *ast.Array:
+		x.Foreach(func(t *ast.Term) { ok = ok && isData(t.Value) })
+	case ast.Set:
+		x.Foreach(func(t *ast.Term) { ok = ok && isData(t.Value) })
+	case ast.Object:
+		// The parser keeps a literal's repeated keys; a JSON document has one value each.
+		unique := ast.NewObject()
+		x.Foreach(func(k, t *ast.Term) {
+			ok = ok && isData(k.Value) && isData(t.Value)
+			unique.Insert(k, t)
+		})
+		ok = ok && unique.Len() == x.Len()
+	default:
+		ok = false
+	}
+	return ok
+}
