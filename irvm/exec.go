@@ -34,14 +34,14 @@ type machine struct {
 	// overrides are the rule values Eval was given; they hold inside with statements
 	// too, as a query's with on a rule does.
 	overrides []Override
-	ret   *ast.Term   // the value a ReturnLocal returned
-	out   *ast.Term   // a built-in's answer
-	onOut func(*ast.Term) error
-	args  []*ast.Term // built-in operands
-	bctx  topdown.BuiltinContext
-	steps int
-	err   error
-	first *ast.Term // the first result added
+	ret       *ast.Term // the value a ReturnLocal returned
+	out       *ast.Term // a built-in's answer
+	onOut     func(*ast.Term) error
+	args      []*ast.Term // built-in operands
+	bctx      topdown.BuiltinContext
+	steps     int
+	err       error
+	first     *ast.Term // the first result added
 }
 
 // override puts the overrides in the memo, where a rule's value is kept after its
