@@ -185,6 +185,42 @@ shadow := [y | some x in input.xs; y := x; y > 1]
 		inputs: []string{`{"xs": [1, 3, 5]}`, `{"xs": [5, -1]}`, `{"xs": [3, 4]}`, `{"xs": []}`},
 	},
 	{
+		name: "ref heads, multi-value rules and lookups into them",
+		rego: `package p
+colors[name] contains c if { some f in input.fruits; name := f.name; some c in f.colors }
+by.kind[k] := count(v) if { some k, v in input.kinds }
+s contains x if some x in input.xs
+has_a := "a" in s
+looked := s["b"]
+default looked2 := "none"
+looked2 := s["zz"]
+n := count(colors)
+`,
+		query: "[data.p.colors, data.p.by, data.p.has_a, object.get({\"v\": data.p.looked}, \"v\", null), data.p.looked2, data.p.n]",
+		inputs: []string{`{"fruits": [{"name": "apple", "colors": ["red", "green"]}, {"name": "kiwi", "colors": []}], "kinds": {"x": [1, 2], "y": "ab"}, "xs": ["a", "b"]}`,
+			`{"fruits": [], "kinds": {}, "xs": []}`, `{"fruits": [{"name": 1, "colors": [1]}], "kinds": {"z": 5}, "xs": ["b"]}`},
+	},
+	{
+		name: "more built-ins, imports and functions over rules",
+		rego: `package p
+import data.p.lib
+default total := 0
+total := sum([x | some x in input.nums])
+biggest := max(input.nums)
+sorted := sort(input.nums)
+merged := object.union(input.a, input.b)
+joined := array.concat(input.nums, [0])
+parts := split(input.s, ",")
+trimmed := [trim_space(p) | some p in parts]
+label := lib.tag(input.s)
+keys := {k | some k, _ in input.a}
+not_x if not input.a.x
+`,
+		query: "[data.p.total, object.get(data.p, \"biggest\", null), data.p.sorted, data.p.merged, data.p.joined, data.p.trimmed, data.p.label, data.p.keys, object.get(data.p, \"not_x\", false)]",
+		inputs: []string{`{"nums": [3, 1, 2.5], "a": {"x": 1, "y": {"z": 1}}, "b": {"y": {"w": 2}}, "s": " a, b ,c"}`,
+			`{"nums": [], "a": {}, "b": {"x": null}, "s": ""}`, `{"nums": ["1"], "a": {"x": false}, "b": {}, "s": "x"}`},
+	},
+	{
 		name: "documents of whole packages",
 		rego: `package p.lib
 a := 1
@@ -196,9 +232,16 @@ c := {"k": [1, 2]} if input.x
 	},
 }
 
+// libRego is a second module every case can import.
+const libRego = `package p.lib
+default tag(_) := "none"
+tag(s) := concat("-", ["tag", s]) if startswith(s, " ")
+tag(s) := "x" if s == "x"
+`
+
 func compile(t testing.TB, src string) *ast.Compiler {
 	t.Helper()
-	c, err := ast.CompileModulesWithOpt(map[string]string{"p.rego": src}, ast.CompileOpts{ParserOptions: ast.ParserOptions{RegoVersion: ast.RegoV1}})
+	c, err := ast.CompileModulesWithOpt(map[string]string{"p.rego": src, "lib.rego": libRego}, ast.CompileOpts{ParserOptions: ast.ParserOptions{RegoVersion: ast.RegoV1}})
 	if err != nil {
 		t.Fatal(err)
 	}
