@@ -39,6 +39,7 @@ type machine struct {
 	onOut     func(*ast.Term) error
 	args      []*ast.Term // built-in operands
 	bctx      topdown.BuiltinContext
+	cancel    ctxCancel
 	steps     int
 	err       error
 	first     *ast.Term // the first result added
@@ -53,6 +54,13 @@ func (m *machine) override() {
 		}
 	}
 }
+
+// ctxCancel lets OPA's iterating built-ins (numbers.range, concat, replace, ...) stop
+// at the context's end, as they do under topdown.
+type ctxCancel struct{ ctx context.Context }
+
+func (c *ctxCancel) Cancel()         {}
+func (c *ctxCancel) Cancelled() bool { return c.ctx.Err() != nil }
 
 type memoEntry struct {
 	done bool
@@ -89,7 +97,8 @@ func (q *Query) Eval(ctx context.Context, input ast.Value, overrides ...Override
 	m.overrides = overrides
 	m.override()
 	m.ctx = ctx
-	m.bctx = topdown.BuiltinContext{Context: ctx}
+	m.cancel.ctx = ctx
+	m.bctx = topdown.BuiltinContext{Context: ctx, Cancel: &m.cancel}
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
 	}
@@ -126,7 +135,7 @@ func (m *machine) release() {
 	m.ret, m.out, m.first, m.err, m.ctx, m.overrides = nil, nil, nil, nil, nil, nil
 	clear(m.args[:cap(m.args)])
 	m.args = m.args[:0]
-	m.bctx = topdown.BuiltinContext{}
+	m.bctx, m.cancel.ctx = topdown.BuiltinContext{}, nil
 	m.steps = 0
 	m.q.pool.Put(m)
 }

@@ -406,6 +406,20 @@ func TestEvalStopsAtTheDeadline(t *testing.T) {
 	}
 }
 
+// A built-in that iterates stops at the deadline too: a range of 10^9 numbers would
+// take minutes and tens of gigabytes.
+func TestBuiltinsStopAtTheDeadline(t *testing.T) {
+	q, err := Prepare(context.Background(), compile(t, "package p\nn := count(numbers.range(1, 1000000000))\n"), "data.p.n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, _, err := q.Eval(ctx, nil); err == nil || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("error %v, want numbers.range's timeout", err)
+	}
+}
+
 func TestConflictErrorsNameTheRule(t *testing.T) {
 	c := compile(t, "package p\nr := x if { some x in input.xs }\n")
 	q, err := Prepare(context.Background(), c, "data.p.r")
