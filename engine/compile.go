@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -97,6 +98,12 @@ func Compile(ctx context.Context, bundles []*Bundle, opts Options) (*Program, er
 	}
 	if opts.CELCostLimit == 0 {
 		opts.CELCostLimit = DefaultCELCostLimit
+	}
+	if opts.Evaluator == "" {
+		opts.Evaluator = EvaluatorIR
+	}
+	if !slices.Contains(Evaluators, opts.Evaluator) {
+		return nil, fmt.Errorf("unknown Rego evaluator %q (want one of %v)", opts.Evaluator, Evaluators)
 	}
 	if len(bundles) == 0 {
 		return nil, errors.New("no policy bundles to compile")

@@ -35,6 +35,14 @@ func TestDefaultBundleRunsOnTheIRMachine(t *testing.T) {
 	}
 }
 
+func TestUnknownEvaluatorIsRefused(t *testing.T) {
+	b := bundleOf(t, "policies:\n- name: p\n  rule: data.t.mutations\n", map[string]string{"t.rego": injectRego})
+	_, err := Compile(context.Background(), []*Bundle{b}, Options{Evaluator: "wasm"})
+	if err == nil || !strings.Contains(err.Error(), `"wasm"`) {
+		t.Fatalf("error %v, want the unknown evaluator named", err)
+	}
+}
+
 // A rule the machine cannot run is evaluated by topdown, and explain says so and why.
 func TestUnplannableRuleFallsBackToTopdown(t *testing.T) {
 	b := bundleOf(t, "policies:\n- name: p\n  rule: data.t.mutations\n", map[string]string{"t.rego": `package t
