@@ -106,6 +106,8 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown env", nil, []string{"PIW_REGON=x"}, "PIW_REGON: unknown option"},
 		{"bad env value", nil, []string{"PIW_PORT=https"}, "port"},
 		{"negative grace", []string{"--service-account-lookup-grace-period=-1s"}, nil, "must not be negative"},
+		{"unknown evaluator", []string{"--policy-evaluator=wasm"}, nil, `policy-evaluator: must be one of [ir topdown], got "wasm"`},
+		{"unknown evaluator in env", nil, []string{"PIW_POLICY_EVALUATOR=fast"}, `got "fast"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
