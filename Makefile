@@ -43,7 +43,7 @@ e2e: build ## End-to-end tests on a real kube-apiserver and etcd (built once, th
 BENCHCOUNT ?= 5
 bench: ## Benchmarks on one core (GC charged to each op): handler vs plain-Go reference, interleaved BENCHCOUNT rounds, then the engine
 	BENCHCOUNT=$(BENCHCOUNT) BENCHTIME=$(BENCHTIME) GO=$(GO) test/bench/ratios.sh
-	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 -benchtime $(BENCHTIME) ./engine/
+	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 -benchtime $(BENCHTIME) ./engine/ ./irvm/
 	$(GO) test -run '^$$' -bench ServiceAccountCacheMemory -benchtime 1x ./sources/
 
 # Every fuzz target, as package:Target. `go test` runs their seeds (and the crashers

@@ -96,6 +96,29 @@ func BenchmarkEvaluate(b *testing.B) {
 	}
 }
 
+// BenchmarkEvaluators compares the IR machine with topdown on the engine's miss, the
+// default bundle, a ServiceAccount with a role: {size}/{ir,topdown}.
+func BenchmarkEvaluators(b *testing.B) {
+	sa := &ServiceAccount{Name: benchdata.ServiceAccount, Namespace: benchdata.Namespace, ResourceVersion: "1",
+		Annotations: map[string]string{"eks.amazonaws.com/role-arn": benchdata.RoleARN}}
+	for _, size := range benchdata.Sizes {
+		for _, ev := range Evaluators {
+			b.Run(string(size)+"/"+string(ev), func(b *testing.B) {
+				p := compileDefault(b, Options{Params: benchParams, Evaluator: ev, MemoSize: -1})
+				pod, _ := json.Marshal(benchdata.Pod(size))
+				req := Request{Object: pod, Attributes: PodCreate(benchdata.Namespace, ""), ServiceAccount: sa}
+				b.ReportAllocs()
+				for b.Loop() {
+					res, err := p.Evaluate(context.Background(), req, EvalOptions{})
+					if err != nil || !res.Mutated() || len(res.Failed()) > 0 {
+						b.Fatalf("err=%v mutated=%v failed=%v", err, res.Mutated(), res.Failed())
+					}
+				}
+			})
+		}
+	}
+}
+
 // BenchmarkCompileDefaultBundle measures a policy load: CEL compile plus Rego prepare.
 func BenchmarkCompileDefaultBundle(b *testing.B) {
 	bundle, err := LoadFS(policies.FS, "embedded default bundle")
