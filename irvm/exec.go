@@ -43,6 +43,7 @@ type machine struct {
 	steps     int
 	err       error
 	first     *ast.Term // the first result added
+	fn        *function // the function being run; nil in the plan's own blocks
 }
 
 // override puts the overrides in the memo, where a rule's value is kept after its
@@ -132,7 +133,7 @@ func (m *machine) release() {
 	clear(m.stack[:m.high])
 	m.stack, m.high = m.stack[:0], 0
 	clear(m.memo)
-	m.ret, m.out, m.first, m.err, m.ctx, m.overrides = nil, nil, nil, nil, nil, nil
+	m.ret, m.out, m.first, m.err, m.ctx, m.overrides, m.fn = nil, nil, nil, nil, nil, nil, nil
 	clear(m.args[:cap(m.args)])
 	m.args = m.args[:0]
 	m.bctx, m.cancel.ctx = topdown.BuiltinContext{}, nil
@@ -156,13 +157,27 @@ func (m *machine) push(n int) []*ast.Term {
 
 func (m *machine) pop(n int) { m.stack = m.stack[:len(m.stack)-n] }
 
+// fail ends the evaluation with an error at the statement's location, worded as
+// topdown words it.
 func (m *machine) fail(in *inst, format string, args ...any) int {
-	msg := fmt.Sprintf(format, args...)
+	e := &topdown.Error{Code: topdown.ConflictErr, Message: fmt.Sprintf(format, args...)}
 	if in.loc != nil && in.loc.Row > 0 {
-		msg = fmt.Sprintf("%s:%d: %s", m.file(in.loc), in.loc.Row, msg)
+		e.Location = &ast.Location{File: m.file(in.loc), Row: in.loc.Row, Col: in.loc.Col}
 	}
-	m.err = &topdown.Error{Code: topdown.ConflictErr, Message: msg}
+	m.err = e
 	return aborted
+}
+
+// conflict fails an AssignVarOnce: the function being run (a rule, or a Rego
+// function) gave two values.
+func (m *machine) conflict(in *inst, a, b *ast.Term) int {
+	switch {
+	case m.fn == nil:
+		return m.fail(in, "complete rules must not produce multiple outputs: %v and %v", a, b)
+	case m.fn.memo:
+		return m.fail(in, "rule %s produced conflicting values: %v and %v", m.fn.ref(), a, b)
+	}
+	return m.fail(in, "function %s produced conflicting values for the same inputs: %v and %v", m.fn.ref(), a, b)
 }
 
 func (m *machine) file(loc *ir.Location) string {
@@ -266,7 +281,7 @@ func (m *machine) exec(b *block, f []*ast.Term) int {
 			v := val(f, in.a)
 			if cur := f[in.target]; cur != nil {
 				if !equal(cur, v) {
-					return m.fail(in, "complete rules must not produce multiple outputs")
+					return m.conflict(in, cur, v)
 				}
 				continue
 			}
@@ -347,7 +362,7 @@ func (m *machine) exec(b *block, f []*ast.Term) int {
 			if in.op == opObjectInsertOnce {
 				if cur := obj.Get(k); cur != nil {
 					if !equal(cur, v) {
-						return m.fail(in, "object keys must be unique")
+						return m.fail(in, "object keys must be unique: %v has the values %v and %v", k, cur, v)
 					}
 					continue
 				}
@@ -432,6 +447,9 @@ func (m *machine) call(in *inst, f []*ast.Term) (*ast.Term, int) {
 	for i, p := range fn.params {
 		frame[p] = val(f, in.args[i])
 	}
+	caller := m.fn
+	m.fn = fn
+	defer func() { m.fn = caller }()
 	var v *ast.Term
 	for _, b := range fn.blocks {
 		c := m.exec(b, frame)

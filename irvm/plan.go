@@ -65,6 +65,15 @@ type function struct {
 	memo bool
 }
 
+// ref is the rule or function's reference, data.a.b, without the planner's generation
+// prefix (g0.).
+func (fn *function) ref() string {
+	if i := strings.IndexByte(fn.name, '.'); i > 0 && fn.name[0] == 'g' {
+		return fn.name[i+1:]
+	}
+	return fn.name
+}
+
 type block struct{ insts []inst }
 
 // operand is a local (local >= 0) or a constant term.

@@ -421,14 +421,23 @@ func TestBuiltinsStopAtTheDeadline(t *testing.T) {
 }
 
 func TestConflictErrorsNameTheRule(t *testing.T) {
-	c := compile(t, "package p\nr := x if { some x in input.xs }\n")
-	q, err := Prepare(context.Background(), c, "data.p.r")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _, err = q.Eval(context.Background(), ast.MustParseTerm(`{"xs": [1, 2]}`).Value)
-	if err == nil || !strings.Contains(err.Error(), "p.rego:2") || !strings.Contains(err.Error(), "multiple outputs") {
-		t.Fatalf("error %v, want the file, line and the conflict", err)
+	c := compile(t, "package p\nr := x if { some x in input.xs }\nf(a) := x if { some x in a }\ng := f(input.xs)\no := {k: v | some k in [\"a\", \"a\"]; some v in input.xs}\n")
+	for _, tc := range []struct{ query, want string }{
+		{"data.p.r", "p.rego:2: eval_conflict_error: rule data.p.r produced conflicting values: 1 and 2"},
+		{"data.p.g", "p.rego:3: eval_conflict_error: function data.p.f produced conflicting values for the same inputs: 1 and 2"},
+		{"data.p.o", `p.rego:5: eval_conflict_error: object keys must be unique: "a" has the values 1 and 2`},
+	} {
+		q, err := Prepare(context.Background(), c, tc.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, err = q.Eval(context.Background(), ast.MustParseTerm(`{"xs": [1, 2]}`).Value)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%s: error %v, want %s", tc.query, err, tc.want)
+		}
+		if _, _, wantErr := topdownEval(t, c, tc.query, ast.MustParseTerm(`{"xs": [1, 2]}`).Value); wantErr == nil {
+			t.Errorf("%s: topdown gives no error", tc.query)
+		}
 	}
 }
 

@@ -139,6 +139,7 @@ _plain_mutations := [
 	{"op": "add-volume-mount", "containers": _plain_names, "volumeMount": settings.volumeMount},
 ] if {
 	count(_plain_names) > 0
+
 	# Names unique across both lists (as in any pod the API server accepts): the engine
 	# finds each in whichever list it is.
 	count({n | some n in _plain_names}) == count(_plain_names)

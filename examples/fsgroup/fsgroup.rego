@@ -15,10 +15,14 @@ token_volume_names := {
 	object.get(input.params, "containerCredentialsTokenVolumeName", "eks-pod-identity-token"),
 }
 
-token_volume := v.name if {
+# The first token volume: a pod may have both (one per identity mode), and a complete
+# rule must have one value.
+token_volumes := [v.name |
 	some v in object.get(input.object, ["spec", "volumes"], [])
 	v.name in token_volume_names
-}
+]
+
+token_volume := token_volumes[0]
 
 pod_security_context := sc if {
 	sc := input.object.spec.securityContext
@@ -34,12 +38,17 @@ non_root(sc) if {
 	sc.runAsUser != 0
 }
 
-# Why the pod needs it: the pod, or some container (init containers included).
-non_root_reason := "the pod's securityContext" if {
-	non_root(pod_security_context)
-} else := sprintf("container %q", [c.name]) if {
+# Why the pod needs it: the pod, or the first non-root container (init containers
+# included, in the order they run).
+non_root_containers := [c.name |
 	some c in containers.considered
 	non_root(object.get(c, "securityContext", {}))
+]
+
+non_root_reason := "the pod's securityContext" if {
+	non_root(pod_security_context)
+} else := sprintf("container %q", [non_root_containers[0]]) if {
+	count(non_root_containers) > 0
 }
 
 # {value, from}

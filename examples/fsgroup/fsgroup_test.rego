@@ -38,6 +38,19 @@ test_container_non_root if {
 	notes == {"fsGroup 65534 from params.fsGroup: volume eks-pod-identity-token, container \"init\" runs as non-root"}
 }
 
+# Several non-root containers, and both token volumes: one fsGroup, the note names the
+# first of each (a complete rule with two values would fail the policy).
+test_several_non_root_containers_and_volumes if {
+	spec := {
+		"volumes": [_volume("eks-pod-identity-token"), _volume("aws-iam-token")],
+		"containers": [{"name": "a", "securityContext": {"runAsUser": 1001}}, {"name": "b", "securityContext": {"runAsNonRoot": true}}],
+		"initContainers": [{"name": "init", "securityContext": {"runAsUser": 1002}}],
+	}
+	_mutations(spec) == _set(65534)
+	notes := fsgroup.notes with input as _input(spec)
+	notes == {"fsGroup 65534 from params.fsGroup: volume eks-pod-identity-token, container \"init\" runs as non-root"}
+}
+
 test_not_needed if {
 	# no token volume
 	_mutations({"volumes": [_volume("other")], "securityContext": {"runAsNonRoot": true}}) == []
