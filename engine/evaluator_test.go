@@ -84,63 +84,125 @@ func evaluatorSeeds() [][]byte {
    "volumeMounts":[{"name":"aws-iam-token","mountPath":"/m"}]},{"name":"side"}],
   "volumes":[{"name":"aws-iam-token","emptyDir":{}}]}}`),
 		[]byte(`{"metadata":{"name":"n","annotations":{"eks.amazonaws.com/token-expiration":"bad"}},"spec":{"containers":[]}}`),
-		[]byte(`{"metadata":{"name":"x","labels":{"beta.kubernetes.io/os":"windows"}},"spec":{"containers":[{"name":"c","env":[{"name":"AWS_WEB_IDENTITY_TOKEN_FILE","valueFrom":{}}]}],"restartPolicy":"Never"}}`))
+		[]byte(`{"metadata":{"name":"x","labels":{"beta.kubernetes.io/os":"windows"}},"spec":{"containers":[{"name":"c","env":[{"name":"AWS_WEB_IDENTITY_TOKEN_FILE","valueFrom":{}}]}],"restartPolicy":"Never"}}`),
+		// For the example bundles: include-containers, fsgroup, session-name.
+		[]byte(`{"metadata":{"generateName":"web-","annotations":{"eks.amazonaws.com/include-containers":"app, side"}},
+ "spec":{"securityContext":{"runAsUser":1000},"initContainers":[{"name":"init","securityContext":{"runAsNonRoot":true}}],
+  "containers":[{"name":"app","securityContext":{"runAsUser":1001}},{"name":"side"},{"name":"mesh","env":[{"name":"AWS_ROLE_SESSION_NAME","value":"s"}]}]}}`))
 	return out
+}
+
+// withExamples compiles the default bundle and, after it, every example site bundle:
+// site rules are where unusual Rego appears.
+func withExamples(tb testing.TB, ev Evaluator) *Program {
+	tb.Helper()
+	def, err := LoadFS(policies.FS, "embedded default bundle")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	bundles := []*Bundle{def}
+	dirs, _ := filepath.Glob(filepath.Join("..", "examples", "*"))
+	for _, dir := range dirs {
+		b, err := LoadDir(dir)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		bundles = append(bundles, b)
+	}
+	if len(bundles) < 5 {
+		tb.Fatalf("found %d bundles, want the default and at least 4 examples", len(bundles))
+	}
+	p, err := Compile(context.Background(), bundles, Options{Params: benchParams, MemoSize: -1, Evaluator: ev})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// evaluatorRequest is FuzzEvaluatorsAgree's request for its arguments.
+func evaluatorRequest(pod []byte, role, regional, expiration, skip, namespaceRegion string, credentials bool) Request {
+	annotations := map[string]string{}
+	for k, v := range map[string]string{"role-arn": role, "sts-regional-endpoints": regional, "token-expiration": expiration, "skip-containers": skip} {
+		if v != "" {
+			annotations["eks.amazonaws.com/"+k] = v
+		}
+	}
+	r := Request{Object: pod, Attributes: PodCreate("ns", ""),
+		ServiceAccount: &ServiceAccount{Name: "sa", Namespace: "ns", ResourceVersion: "1", Annotations: annotations}}
+	if namespaceRegion != "" {
+		r.Namespace = &NamespaceObject{Name: "ns", Annotations: map[string]string{"eks.amazonaws.com/region": namespaceRegion}}
+	}
+	if credentials {
+		r.Identities.ContainerCredentials = &ContainerCredentialsIdentity{Namespace: "ns", ServiceAccount: "sa"}
+	}
+	return r
+}
+
+// evaluatorArgs are FuzzEvaluatorsAgree's arguments.
+type evaluatorArgs struct {
+	pod                                               []byte
+	role, regional, expiration, skip, namespaceRegion string
+	credentials                                       bool
+}
+
+func (a evaluatorArgs) request() Request {
+	return evaluatorRequest(a.pod, a.role, a.regional, a.expiration, a.skip, a.namespaceRegion, a.credentials)
+}
+
+// evaluatorSeedArgs are FuzzEvaluatorsAgree's seeds.
+func evaluatorSeedArgs() []evaluatorArgs {
+	var out []evaluatorArgs
+	for i, pod := range evaluatorSeeds() {
+		annotations := []string{"arn:aws:iam::111122223333:role/r", "true", "86400", ""}
+		if i%2 == 1 {
+			annotations = []string{"arn:aws:iam::111122223333:role/other", "false", "600", "app"}
+		}
+		region := ""
+		if i%2 == 0 {
+			region = "eu-west-1"
+		}
+		out = append(out, evaluatorArgs{pod, annotations[0], annotations[1], annotations[2], annotations[3], region, i%3 == 0})
+	}
+	return append(out, evaluatorArgs{pod: []byte(podJSON), credentials: true})
+}
+
+// The seeds must reach every policy of the default and example bundles, or the fuzz
+// test compares little.
+func TestEvaluatorSeedsReachEveryPolicy(t *testing.T) {
+	p := withExamples(t, EvaluatorIR)
+	changed := map[string]bool{}
+	for _, a := range evaluatorSeedArgs() {
+		res, err := p.Evaluate(context.Background(), a.request(), EvalOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, pt := range res.Trace.Policies {
+			if pt.Error != "" {
+				t.Errorf("policy %s/%s failed: %s", pt.Bundle, pt.Policy, pt.Error)
+			}
+			if len(pt.Ops) > 0 {
+				changed[pt.Bundle+"/"+pt.Policy] = true
+			}
+		}
+	}
+	for _, cp := range p.policies {
+		if name := cp.bundle.Name() + "/" + cp.Policy.Name; !changed[name] {
+			t.Errorf("no seed makes policy %s change a pod", name)
+		}
+	}
 }
 
 // FuzzEvaluatorsAgree evaluates pods with the default bundle and the example site
 // bundles on the IR machine and on topdown: the patches, denials and errors must be
 // the same.
 func FuzzEvaluatorsAgree(f *testing.F) {
-	for i, pod := range evaluatorSeeds() {
-		annotations := []string{"arn:aws:iam::111122223333:role/r", "true", "86400", ""}
-		if i%2 == 1 {
-			annotations = []string{"arn:aws:iam::111122223333:role/other", "false", "600", "app"}
-		}
-		f.Add(pod, annotations[0], annotations[1], annotations[2], annotations[3], i%3 == 0)
+	for _, a := range evaluatorSeedArgs() {
+		f.Add(a.pod, a.role, a.regional, a.expiration, a.skip, a.namespaceRegion, a.credentials)
 	}
-	f.Add([]byte(podJSON), "", "", "", "", true)
-	// The default bundle and, after it, every example site bundle: site rules are where
-	// unusual Rego appears.
-	bundles := []*Bundle{}
-	def, err := LoadFS(policies.FS, "embedded default bundle")
-	if err != nil {
-		f.Fatal(err)
-	}
-	bundles = append(bundles, def)
-	dirs, _ := filepath.Glob(filepath.Join("..", "examples", "*"))
-	for _, dir := range dirs {
-		b, err := LoadDir(dir)
-		if err != nil {
-			f.Fatal(err)
-		}
-		bundles = append(bundles, b)
-	}
-	if len(bundles) < 5 {
-		f.Fatalf("found %d bundles, want the default and at least 4 examples", len(bundles))
-	}
-	compile := func(ev Evaluator) *Program {
-		p, err := Compile(context.Background(), bundles, Options{Params: benchParams, MemoSize: -1, Evaluator: ev})
-		if err != nil {
-			f.Fatal(err)
-		}
-		return p
-	}
-	ir, td := compile(EvaluatorIR), compile(EvaluatorTopdown)
-	f.Fuzz(func(t *testing.T, pod []byte, role, regional, expiration, skip string, credentials bool) {
-		annotations := map[string]string{}
-		for k, v := range map[string]string{"role-arn": role, "sts-regional-endpoints": regional, "token-expiration": expiration, "skip-containers": skip} {
-			if v != "" {
-				annotations["eks.amazonaws.com/"+k] = v
-			}
-		}
+	ir, td := withExamples(f, EvaluatorIR), withExamples(f, EvaluatorTopdown)
+	f.Fuzz(func(t *testing.T, pod []byte, role, regional, expiration, skip, namespaceRegion string, credentials bool) {
 		req := func() Request {
-			r := Request{Object: pod, Attributes: PodCreate("ns", ""),
-				ServiceAccount: &ServiceAccount{Name: "sa", Namespace: "ns", ResourceVersion: "1", Annotations: annotations}}
-			if credentials {
-				r.Identities.ContainerCredentials = &ContainerCredentialsIdentity{Namespace: "ns", ServiceAccount: "sa"}
-			}
-			return r
+			return evaluatorRequest(pod, role, regional, expiration, skip, namespaceRegion, credentials)
 		}
 		got, gotErr := ir.Evaluate(context.Background(), req(), EvalOptions{})
 		want, wantErr := td.Evaluate(context.Background(), req(), EvalOptions{})
