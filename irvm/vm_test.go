@@ -134,6 +134,20 @@ deep := y if y := input.a.b.c with input.a.b.c as "set"
 		inputs: []string{`{"x": 3}`, `{"x": 3, "a": {"b": {"d": 1}}}`, `{"x": 3, "a": "scalar"}`},
 	},
 	{
+		name: "with on functions and built-ins",
+		rego: `package p
+f(x) := x + 1
+g(x) := x * 10
+up(s) := upper(s)
+out := y if y := f(input.n) with f as g
+out2 := y if y := up(input.s) with upper as lower
+out3 := y if y := count(input.xs) with count as 7
+both := [f(input.n), y] if y := f(input.n) with f as g
+`,
+		query:  "[data.p.out, data.p.out2, data.p.out3, data.p.both]",
+		inputs: []string{`{"n": 2, "s": "AbC", "xs": [1]}`, `{"n": "x", "s": 1, "xs": "no"}`},
+	},
+	{
 		name: "built-ins: errors are undefined, false is a failed test",
 		rego: `package p
 default n := "undefined"
