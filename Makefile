@@ -11,7 +11,7 @@ UNIT_PKGS  = $(shell $(GO) list ./... | grep -v /test/e2e)
 FUZZTIME  ?= 30s
 BENCHTIME ?= 1s
 
-.PHONY: help build run test vet unit policy-test deploy-check e2e bench fuzz image fmt clean
+.PHONY: help build run test vet unit race policy-test deploy-check e2e bench fuzz image fmt clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -22,13 +22,19 @@ build: ## Build bin/pod-identity-webhook
 run: build ## Evaluate the sample pod with the embedded default bundle and print the mutated pod
 	$(BIN) eval --pod samples/pod.yaml --service-account samples/serviceaccount.yaml --aws-default-region us-west-2
 
-test: vet unit policy-test deploy-check ## go vet, unit and conformance tests, fuzz seeds, Rego tests, deploy manifests
+test: vet unit race policy-test deploy-check ## go vet, unit and conformance tests, fuzz seeds, race detector, Rego tests, deploy manifests
 
 vet:
 	$(GO) vet ./...
 
 unit:
 	$(GO) test -count=1 $(UNIT_PKGS)
+
+# The packages where admissions run concurrently on shared state (pooled IR machines,
+# caches, buffers), under the race detector.
+RACE_PKGS = ./irvm/ ./engine/ ./admission/ ./webhook/ ./test/bench/
+race:
+	$(GO) test -race -count=1 $(RACE_PKGS)
 
 policy-test: build ## Rego unit tests of the default bundle and the examples
 	$(BIN) opa test -v policies/ examples/ | tail -n 3
