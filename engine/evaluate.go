@@ -470,7 +470,7 @@ func (p *Program) derivedValues(ctx context.Context, cp *compiledPolicy, in *req
 		if !ok {
 			return nil, false
 		}
-		values = append(values, ast.NewTerm(v))
+		values = append(values, v)
 	}
 	return values, true
 }

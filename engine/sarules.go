@@ -166,7 +166,9 @@ func withDerived(rule string, derived []*serviceAccountRule) string {
 // derivedCache holds ServiceAccount rule values; a nil value means undefined.
 type derivedCache struct{ cache *lru.Cache }
 
-type derivedValue struct{ v ast.Value }
+// derivedValue is a rule's value as the term both evaluators take (no wrapping per
+// request); nil: undefined.
+type derivedValue struct{ v *ast.Term }
 
 // derivedKey identifies a rule's value: the rule and the request's ServiceAccount key
 // (see requestInput.serviceAccountKey), which a params-only rule leaves zero (the
@@ -179,7 +181,7 @@ type derivedKey struct {
 // value returns the rule's value for the request's ServiceAccount, evaluating it on a
 // cache miss. ok is false when the rule is undefined or failed (the policy is then
 // evaluated as written, which reports any error itself).
-func (dc *derivedCache) value(ctx context.Context, r *serviceAccountRule, in *requestInput) (ast.Value, bool) {
+func (dc *derivedCache) value(ctx context.Context, r *serviceAccountRule, in *requestInput) (*ast.Term, bool) {
 	k := derivedKey{rule: r.id}
 	if !r.paramsOnly {
 		k.sa = in.serviceAccountKey()
@@ -199,13 +201,13 @@ func (dc *derivedCache) value(ctx context.Context, r *serviceAccountRule, in *re
 	if err != nil {
 		return nil, false // not cached: a deadline on a busy machine is not the rule's answer
 	}
-	var v ast.Value
+	var v *ast.Term
 	if len(rs) > 0 && len(rs[0].Expressions) > 0 {
 		t, ok := rs[0].Expressions[0].Value.(*ast.Term)
 		if !ok {
 			return nil, false
 		}
-		v = t.Value
+		v = ast.NewTerm(t.Value) // its own term: the result's may carry a location
 	}
 	dc.cache.Add(k, derivedValue{v: v})
 	return v, v != nil
