@@ -28,6 +28,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
+
+	"github.com/pod-identity-webhook/pod-identity-webhook/internal/reviewclient"
 )
 
 // TestLoadUnderChurn: the real webhook, started against the real API server and
@@ -168,7 +170,7 @@ func TestLoadUnderChurn(t *testing.T) {
 	gens := after.metrics["pod_identity_webhook_bundle_generation"] - measured.genStart
 	goroutinesBefore, goroutinesAfter := before.metrics["go_goroutines"], after.metrics["go_goroutines"]
 	heapOK, heapText := heapVerdict(before, after)
-	st, ch := summarizeLatencies(measured.latStable), summarizeLatencies(measured.latChurn)
+	st, ch := reviewclient.Summarize(measured.latStable), reviewclient.Summarize(measured.latChurn)
 	cpuPer := func(p *phaseResult) float64 {
 		if p.answered == 0 {
 			return 0
@@ -184,7 +186,7 @@ func TestLoadUnderChurn(t *testing.T) {
 		float64(measured.answered)/cfg.duration.Seconds(), st.P50, st.P99, st.P999, st.Max, ch.P50, ch.P99, ch.P999, ch.Max,
 		cpuPer(measured), measured.serverCPU.Seconds()/measured.wall.Seconds(), cpuPer(after.probe), probeRate,
 		goroutinesBefore, goroutinesAfter, heapText, gens, measured.writes, measured.creates, measured.deletes,
-		measured.maxInflight, measured.limitHits, msOf(measured.maxLag))
+		measured.maxInflight, measured.limitHits, reviewclient.Ms(measured.maxLag))
 
 	for _, p := range []*phaseResult{before.probe, after.probe} {
 		t.Logf("%s: heap in use samples (MiB) %s; heap goal samples %s", p.name, mibs(p.heapSamples), mibs(p.goalSamples))
@@ -640,22 +642,22 @@ func (r *churnRun) phase(name string, d time.Duration, churn bool, rate float64,
 }
 
 // record classifies one answer.
-func (r *churnRun) record(p *phaseResult, it *loadItem, a reviewAnswer, latency time.Duration) {
+func (r *churnRun) record(p *phaseResult, it *loadItem, a reviewclient.Answer, latency time.Duration) {
 	var patch any
-	kind, detail := a.kind, a.detail
-	if kind == "" && !a.allowed {
-		kind, detail = "denied", a.message
+	kind, detail := a.Kind, a.Detail
+	if kind == "" && !a.Allowed {
+		kind, detail = "denied", a.Message
 	}
-	if kind == "" && len(a.patch) > 0 {
-		if err := json.Unmarshal(a.patch, &patch); err != nil {
+	if kind == "" && len(a.Patch) > 0 {
+		if err := json.Unmarshal(a.Patch, &patch); err != nil {
 			kind, detail = "bad-patch", err.Error()
 		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.sent++
-	if a.proto != "" {
-		p.protocols[a.proto]++
+	if a.Proto != "" {
+		p.protocols[a.Proto]++
 	}
 	if kind != "" {
 		p.errors[kind]++
@@ -672,17 +674,17 @@ func (r *churnRun) record(p *phaseResult, it *loadItem, a reviewAnswer, latency 
 	if it.stable {
 		p.latStable = append(p.latStable, latency)
 		if !r.ready.Load() {
-			p.deferred = append(p.deferred, deferredAnswer{it, patch, a.patch})
+			p.deferred = append(p.deferred, deferredAnswer{it, patch, a.Patch})
 			return
 		}
-		p.checkStable(it, patch, a.patch)
+		p.checkStable(it, patch, a.Patch)
 		return
 	}
 	p.latChurn = append(p.latChurn, latency)
 	if why := checkChurnPatch(patch, it.role); why != "" {
 		p.churnWrong++
 		if p.churnSample == "" {
-			p.churnSample = fmt.Sprintf("%s: %s: %s", it.name, why, a.patch)
+			p.churnSample = fmt.Sprintf("%s: %s: %s", it.name, why, a.Patch)
 		}
 	}
 }

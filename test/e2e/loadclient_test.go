@@ -11,31 +11,19 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"math"
 	"net"
 	"net/http"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-)
 
-// reviewAnswer is what a load request got back.
-type reviewAnswer struct {
-	kind    string // "" when the webhook answered 200 with an allowed review for this request
-	detail  string
-	proto   string
-	allowed bool
-	message string
-	patch   []byte
-}
+	"github.com/pod-identity-webhook/pod-identity-webhook/internal/reviewclient"
+)
 
 // reviewClient posts AdmissionReviews to one webhook's /mutate.
 type reviewClient struct {
@@ -71,70 +59,12 @@ func newReviewClient(t testing.TB, port int) *reviewClient {
 
 // post sends one review and classifies the answer. uid is the request's UID, which the
 // answer must echo.
-func (c *reviewClient) post(ctx context.Context, body []byte, uid string) reviewAnswer {
-	var a reviewAnswer
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
-	if err != nil {
-		a.kind, a.detail = "request", err.Error()
-		return a
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		a.kind, a.detail = transportKind(err), err.Error()
-		return a
-	}
-	data, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	a.proto = resp.Proto
-	if err != nil {
-		a.kind, a.detail = transportKind(err), err.Error()
-		return a
-	}
-	if resp.StatusCode != http.StatusOK {
-		a.kind, a.detail = "status-"+strconv.Itoa(resp.StatusCode), strings.TrimSpace(string(data))
-		return a
-	}
-	var review struct {
-		Response *struct {
-			UID     string `json:"uid"`
-			Allowed bool   `json:"allowed"`
-			Patch   []byte `json:"patch"`
-			Status  *struct {
-				Message string `json:"message"`
-			} `json:"status"`
-		} `json:"response"`
-	}
-	if err := json.Unmarshal(data, &review); err != nil || review.Response == nil {
-		a.kind, a.detail = "bad-response", fmt.Sprintf("%v: %.200s", err, data)
-		return a
-	}
-	r := review.Response
-	if r.UID != uid {
-		a.kind, a.detail = "uid-mismatch", fmt.Sprintf("got %q, want %q", r.UID, uid)
-		return a
-	}
-	a.allowed, a.patch = r.Allowed, r.Patch
-	if r.Status != nil {
-		a.message = r.Status.Message
+func (c *reviewClient) post(ctx context.Context, body []byte, uid string) reviewclient.Answer {
+	a := reviewclient.Post(ctx, c.hc, c.url, body)
+	if a.Kind == "" && a.UID != uid {
+		a.Kind, a.Detail = "uid-mismatch", fmt.Sprintf("got %q, want %q", a.UID, uid)
 	}
 	return a
-}
-
-func transportKind(err error) string {
-	var ne net.Error
-	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return "timeout"
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-		return "transport-eof"
-	case strings.Contains(err.Error(), "connection refused"):
-		return "connection-refused"
-	case strings.Contains(err.Error(), "connection reset"):
-		return "connection-reset"
-	default:
-		return "transport"
-	}
 }
 
 // openLoop calls send(k, scheduled) for k = 0, 1, ... at rate per second from start
@@ -169,35 +99,6 @@ func openLoop(start, end time.Time, rate float64, maxInflight int, send func(k i
 	wg.Wait()
 	return limitHits, maxLag
 }
-
-// latencySummary is nearest-rank percentiles in milliseconds.
-type latencySummary struct {
-	N                        int
-	P50, P90, P99, P999, Max float64
-	Mean                     float64
-}
-
-func summarizeLatencies(d []time.Duration) latencySummary {
-	s := latencySummary{N: len(d)}
-	if len(d) == 0 {
-		return s
-	}
-	sorted := append([]time.Duration(nil), d...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
-	q := func(p float64) float64 {
-		i := int(math.Ceil(p*float64(len(sorted)))) - 1
-		return msOf(sorted[min(max(i, 0), len(sorted)-1)])
-	}
-	var sum time.Duration
-	for _, x := range sorted {
-		sum += x
-	}
-	s.P50, s.P90, s.P99, s.P999, s.Max = q(0.50), q(0.90), q(0.99), q(0.999), msOf(sorted[len(sorted)-1])
-	s.Mean = msOf(sum / time.Duration(len(sorted)))
-	return s
-}
-
-func msOf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // processCPU returns the user+system CPU time of process pid so far (from
 // /proc/<pid>/stat, USER_HZ = 100).

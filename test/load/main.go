@@ -31,7 +31,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -48,6 +47,7 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 
 	"github.com/pod-identity-webhook/pod-identity-webhook/internal/benchdata"
+	"github.com/pod-identity-webhook/pod-identity-webhook/internal/reviewclient"
 	"github.com/pod-identity-webhook/pod-identity-webhook/test/bench/reviews"
 )
 
@@ -396,79 +396,26 @@ func (l *loader) body(n uint64) []byte {
 // do sends request n and classifies the answer.
 func (l *loader) do(n uint64) result {
 	var r result
-	b := l.body(n)
-	req, err := http.NewRequest(http.MethodPost, l.o.url, bytes.NewReader(b))
-	if err != nil {
-		r.kind, r.detail = "request", err.Error()
-		return r
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := l.client.Do(req)
-	if err != nil {
-		r.kind, r.detail = transportKind(err), err.Error()
-		return r
-	}
-	data, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	r.proto = resp.Proto
-	if err != nil {
-		r.kind, r.detail = transportKind(err), err.Error()
-		return r
-	}
-	if resp.StatusCode != http.StatusOK {
-		r.kind, r.detail = "status-"+strconv.Itoa(resp.StatusCode), strings.TrimSpace(string(data))
-		return r
-	}
-	var review struct {
-		Response *struct {
-			UID     string `json:"uid"`
-			Allowed bool   `json:"allowed"`
-			Patch   []byte `json:"patch"`
-			Status  *struct {
-				Message string `json:"message"`
-			} `json:"status"`
-		} `json:"response"`
-	}
-	if err := json.Unmarshal(data, &review); err != nil || review.Response == nil {
-		r.kind, r.detail = "bad-response", fmt.Sprintf("%v: %.200s", err, data)
-		return r
-	}
-	resp2 := review.Response
+	a := reviewclient.Post(context.Background(), l.client, l.o.url, l.body(n))
+	r.kind, r.detail, r.proto = a.Kind, a.Detail, a.Proto
 	switch {
-	case !resp2.Allowed:
-		r.kind = "not-allowed"
-		if resp2.Status != nil {
-			r.detail = resp2.Status.Message
-		}
+	case a.Kind != "":
 		return r
-	case !strings.HasSuffix(resp2.UID, reviews.UIDSuffix(n)):
-		r.kind, r.detail = "uid-mismatch", fmt.Sprintf("got %q, want suffix %s", resp2.UID, reviews.UIDSuffix(n))
+	case !a.Allowed:
+		r.kind, r.detail = "not-allowed", a.Message
+		return r
+	case !strings.HasSuffix(a.UID, reviews.UIDSuffix(n)):
+		r.kind, r.detail = "uid-mismatch", fmt.Sprintf("got %q, want suffix %s", a.UID, reviews.UIDSuffix(n))
 		return r
 	}
-	r.mutated = len(resp2.Patch) > 0
+	r.mutated = len(a.Patch) > 0
 	if l.checking && n%uint64(l.o.checkEvery) == 0 {
 		r.checked = true
-		if err := l.want.check(resp2.Patch); err != nil {
-			r.kind, r.detail = "patch-mismatch", fmt.Sprintf("%v: %.300s", err, resp2.Patch)
+		if err := l.want.check(a.Patch); err != nil {
+			r.kind, r.detail = "patch-mismatch", fmt.Sprintf("%v: %.300s", err, a.Patch)
 		}
 	}
 	return r
-}
-
-func transportKind(err error) string {
-	var ne net.Error
-	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return "timeout"
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-		return "transport-eof"
-	case strings.Contains(err.Error(), "connection refused"):
-		return "connection-refused"
-	case strings.Contains(err.Error(), "connection reset"):
-		return "connection-reset"
-	default:
-		return "transport"
-	}
 }
 
 func (l *loader) record(r result) {
@@ -696,7 +643,7 @@ type report struct {
 	PerSecond  float64           `json:"requestsPerSecond"`
 	Checked    int               `json:"patchesChecked,omitempty"`
 
-	LatencyMs latencies `json:"latencyMs"`
+	LatencyMs reviewclient.Latencies `json:"latencyMs"`
 
 	MaxInflight       int     `json:"maxInflight,omitempty"`
 	InflightLimit     int     `json:"inflightLimit,omitempty"`
@@ -709,15 +656,6 @@ type report struct {
 	OtherCores       *float64 `json:"otherCores,omitempty"`
 	LoadAvg          string   `json:"loadavg"`
 	CPUs             int      `json:"cpus"`
-}
-
-type latencies struct {
-	P50  float64 `json:"p50"`
-	P90  float64 `json:"p90"`
-	P99  float64 `json:"p99"`
-	P999 float64 `json:"p999"`
-	Max  float64 `json:"max"`
-	Mean float64 `json:"mean"`
 }
 
 func (l *loader) report(before, after cpuSnapshot) *report {
@@ -739,7 +677,7 @@ func (l *loader) report(before, after cpuSnapshot) *report {
 	if l.o.rate > 0 {
 		r.Mode, r.Concurrency, r.Rate = "open", 0, l.o.rate
 		r.MaxInflight, r.InflightLimit, r.InflightLimitHits = l.maxInflight, l.o.maxInflight, l.limitHits
-		r.MaxSchedulerLagMs = ms(l.maxLag)
+		r.MaxSchedulerLagMs = reviewclient.Ms(l.maxLag)
 	}
 	for _, n := range l.errors {
 		r.ErrorCount += n
@@ -748,7 +686,7 @@ func (l *loader) report(before, after cpuSnapshot) *report {
 		r.ErrorHints = l.firstErrSample
 	}
 	r.PerSecond = float64(l.completed) / l.o.duration.Seconds()
-	r.LatencyMs = summarize(l.latencies)
+	r.LatencyMs = reviewclient.Summarize(l.latencies)
 
 	if before.ok && after.ok {
 		wall := after.at.Sub(before.at).Seconds()
@@ -771,25 +709,6 @@ func (l *loader) report(before, after cpuSnapshot) *report {
 	}
 	return r
 }
-
-func summarize(d []time.Duration) latencies {
-	if len(d) == 0 {
-		return latencies{}
-	}
-	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-	q := func(p float64) float64 {
-		// Nearest rank.
-		i := int(math.Ceil(p*float64(len(d)))) - 1
-		return ms(d[min(max(i, 0), len(d)-1)])
-	}
-	var sum time.Duration
-	for _, x := range d {
-		sum += x
-	}
-	return latencies{P50: q(0.50), P90: q(0.90), P99: q(0.99), P999: q(0.999), Max: ms(d[len(d)-1]), Mean: ms(sum / time.Duration(len(d)))}
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func (r *report) print(w io.Writer) {
 	if r.Label != "" {
