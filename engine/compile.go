@@ -232,15 +232,19 @@ func ruleExists(compiler *ast.Compiler, ref string) error {
 	return nil
 }
 
+// prepareRule prepares a rule the bundles must define for topdown (a policy's notes
+// rule; the policy's rule itself is a ruleQuery).
 func prepareRule(ctx context.Context, compiler *ast.Compiler, ref string) (rego.PreparedEvalQuery, error) {
 	if err := ruleExists(compiler, ref); err != nil {
 		return rego.PreparedEvalQuery{}, err
 	}
-	return rego.New(
-		rego.Query(ref),
-		rego.Compiler(compiler),
-		rego.GenerateJSON(regoResult),
-	).PrepareForEval(ctx)
+	return prepareTopdown(ctx, compiler, ref)
+}
+
+// prepareTopdown prepares query for topdown, its value turned into Go values by
+// regoResult.
+func prepareTopdown(ctx context.Context, compiler *ast.Compiler, query string) (rego.PreparedEvalQuery, error) {
+	return rego.New(rego.Query(query), rego.Compiler(compiler), rego.GenerateJSON(regoResult)).PrepareForEval(ctx)
 }
 
 // compileModules compiles the bundles' modules (and their tests when withTests) in one

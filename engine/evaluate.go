@@ -394,7 +394,7 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 		return pt, err
 	}
 	query := &cp.rule
-	derived, _ := p.derivedValues(ctx, cp, in)
+	derived := p.derivedValues(ctx, cp, in)
 	value, defined, machineFailure, err := query.eval(ctx, inputValue, derived, in)
 	if machineFailure != nil {
 		pt.MachineFailure = machineFailure.Error()
@@ -404,7 +404,6 @@ func (p *Program) runPolicy(ctx context.Context, cp *compiledPolicy, in *request
 		return fail("rule %s: %s", cp.Policy.Rule, deadlineReason(ctx, err))
 	}
 	if !defined {
-		value = nil
 		pt.Notes = append(pt.Notes, fmt.Sprintf("rule %s is undefined for this pod: no changes", cp.Policy.Rule))
 	}
 	if opts.Explain && query.plan == nil && query.topdownReason != "" {
@@ -458,21 +457,21 @@ func appendShared(list, ops []Op) []Op {
 }
 
 // derivedValues returns the policy's ServiceAccount rule values, in cp.derived's
-// order, or false when the policy must be evaluated as written (a rule is undefined or
-// failed for this ServiceAccount).
-func (p *Program) derivedValues(ctx context.Context, cp *compiledPolicy, in *requestInput) ([]*ast.Term, bool) {
+// order, or nil when the policy must be evaluated as written (it takes none, or a rule
+// is undefined or failed for this ServiceAccount).
+func (p *Program) derivedValues(ctx context.Context, cp *compiledPolicy, in *requestInput) []*ast.Term {
 	if len(cp.derived) == 0 {
-		return nil, false
+		return nil
 	}
 	values := make([]*ast.Term, 0, len(cp.derived))
 	for _, r := range cp.derived {
 		v, ok := p.derived.value(ctx, r, in)
 		if !ok {
-			return nil, false
+			return nil
 		}
 		values = append(values, v)
 	}
-	return values, true
+	return values
 }
 
 // evalNotes evaluates a policy's notes rule; its failure is itself a note, since notes

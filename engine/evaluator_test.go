@@ -1,20 +1,20 @@
 package engine
 
 import (
-	"path/filepath"
-
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/rego"
-	"github.com/open-policy-agent/opa/v1/types"
-	"github.com/pod-identity-webhook/pod-identity-webhook/policies"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/types"
+
 	"github.com/pod-identity-webhook/pod-identity-webhook/internal/benchdata"
+	"github.com/pod-identity-webhook/pod-identity-webhook/policies"
 )
 
 // The default bundle must stay on the fast path: a change to it that the IR machine

@@ -43,7 +43,7 @@ type ruleQuery struct {
 }
 
 func prepareRuleQuery(ctx context.Context, compiler *ast.Compiler, query string, evaluator Evaluator) (ruleQuery, error) {
-	prepared, err := rego.New(rego.Query(query), rego.Compiler(compiler), rego.GenerateJSON(regoResult)).PrepareForEval(ctx)
+	prepared, err := prepareTopdown(ctx, compiler, query)
 	if err != nil {
 		return ruleQuery{}, err
 	}
@@ -67,7 +67,7 @@ func prepareRuleQuery(ctx context.Context, compiler *ast.Compiler, query string,
 // (computed once per ServiceAccount version, see sarules.go) instead of evaluating them:
 // topdown through a query that replaces each with `with`, the plan by overriding them.
 func (q *ruleQuery) takeDerived(ctx context.Context, compiler *ast.Compiler, rule string, derived []*serviceAccountRule) error {
-	prepared, err := rego.New(rego.Query(withDerived(rule, derived)), rego.Compiler(compiler), rego.GenerateJSON(regoResult)).PrepareForEval(ctx)
+	prepared, err := prepareTopdown(ctx, compiler, withDerived(rule, derived))
 	if err != nil {
 		return err
 	}

@@ -27,7 +27,6 @@ const cancelCheckEvery = 256
 // machine is one evaluation's state; Queries pool them.
 type machine struct {
 	q     *Query
-	ctx   context.Context
 	stack []*ast.Term // frames of the calls in progress
 	high  int         // the most of stack used, cleared on release
 	memo  []memoEntry // per function id
@@ -39,7 +38,7 @@ type machine struct {
 	onOut     func(*ast.Term) error
 	args      []*ast.Term // built-in operands
 	bctx      topdown.BuiltinContext
-	cancel    ctxCancel
+	cancel    ctxCancel // holds the evaluation's context
 	steps     int
 	err       error
 	first     *ast.Term // the first result added
@@ -93,11 +92,8 @@ func (q *Query) Eval(ctx context.Context, input ast.Value, overrides ...Override
 		}
 		m.release()
 	}()
-	// A rule's value is kept after its first call (see function.memo); an override is
-	// a value kept before it.
 	m.overrides = overrides
 	m.override()
-	m.ctx = ctx
 	m.cancel.ctx = ctx
 	m.bctx = topdown.BuiltinContext{Context: ctx, Cancel: &m.cancel}
 	if err := ctx.Err(); err != nil {
@@ -133,7 +129,7 @@ func (m *machine) release() {
 	clear(m.stack[:m.high])
 	m.stack, m.high = m.stack[:0], 0
 	clear(m.memo)
-	m.ret, m.out, m.first, m.err, m.ctx, m.overrides, m.fn = nil, nil, nil, nil, nil, nil, nil
+	m.ret, m.out, m.first, m.err, m.overrides, m.fn = nil, nil, nil, nil, nil, nil
 	clear(m.args[:cap(m.args)])
 	m.args = m.args[:0]
 	m.bctx, m.cancel.ctx = topdown.BuiltinContext{}, nil
@@ -193,7 +189,7 @@ func (m *machine) tick() bool {
 	if m.steps%cancelCheckEvery != 0 {
 		return true
 	}
-	if err := m.ctx.Err(); err != nil {
+	if err := m.cancel.ctx.Err(); err != nil {
 		m.err = &topdown.Error{Code: topdown.CancelErr, Message: "caller cancelled query execution: " + err.Error()}
 		return false
 	}

@@ -195,14 +195,13 @@ func Prepare(ctx context.Context, compiler *ast.Compiler, query string) (*Query,
 
 // loader turns an ir.Policy into the machine's instructions.
 type loader struct {
-	policy  *ir.Policy
 	strings []*ast.Term
 	funcs   map[string]*function
 	maxLoc  int32
 }
 
 func load(policy *ir.Policy) (*Query, error) {
-	l := &loader{policy: policy, funcs: map[string]*function{}}
+	l := &loader{funcs: map[string]*function{}}
 	if policy.Static != nil {
 		for _, s := range policy.Static.Strings {
 			l.strings = append(l.strings, ast.StringTerm(s.Value))
